@@ -1,0 +1,37 @@
+"""Find and load suites: built-in ones by name, or a SyntaxGym JSON / SAP CSV file by path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mechinterp.errors import SuiteError
+from mechinterp.stimuli.sap import read_sap
+from mechinterp.stimuli.syntaxgym import read_syntaxgym
+from mechinterp.stimuli.types import Suite
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+
+
+def load_suite(spec: str | Path | Suite) -> Suite:
+    """A built-in suite name (see :func:`builtin_suites`), or the path of a SyntaxGym .json or SAP .csv file."""
+    if isinstance(spec, Suite):
+        return spec
+    key = str(spec)
+    if key in builtin_suites():
+        suite = read_syntaxgym(BUILTIN_DIR / f"{key}.json")
+        return suite.model_copy(update={"source": f"builtin:{key}"})
+    path = Path(key).expanduser()
+    if path.suffix.lower() == ".json":
+        return read_syntaxgym(path)
+    if path.suffix.lower() == ".csv":
+        return read_sap(path)
+    if path.exists():
+        raise SuiteError(f"{path}: unknown suite format (expected a SyntaxGym .json or a SAP Benchmark .csv file)")
+    raise SuiteError(
+        f"unknown suite {key!r}: built-in suites are {', '.join(builtin_suites()) or '(none installed)'}, "
+        "or give the path of a SyntaxGym .json or SAP .csv file"
+    )

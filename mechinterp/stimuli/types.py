@@ -1,0 +1,216 @@
+"""The stimulus model: Suite -> Item -> Condition -> Region, with ambiguity annotations.
+
+This is SyntaxGym's test-suite structure (meta, region_meta, predictions, items/conditions/regions) plus:
+
+* ``Suite.ambiguity``: the construction, its two readings (which one people prefer), and which region holds
+  the ambiguous material, which disambiguates, and which holds the cue that removes the ambiguity.
+* ``Condition.ambiguous`` / ``Condition.reading``: whether a condition is temporarily ambiguous, and which
+  reading the whole sentence finally supports.
+* ``Item.provenance`` (novel vs classic item), ``Item.lexical`` (content words, for grouping items that share
+  lexical material in cross-validation) and ``Item.construction`` (for suites that mix constructions, such as
+  the SAP Benchmark's ClassicGP set).
+
+A condition's sentence is its non-empty regions joined by one space, except that a region starting with
+punctuation (``, . ; : ! ?``) attaches to the previous one with no space: regions ``hunted`` + ``,`` +
+``the deer`` read "hunted, the deer". Words are the whitespace-separated pieces of that sentence, numbered
+from 0; each word belongs to the region in which it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PUNCT_ATTACH = (",", ".", ";", ":", "!", "?")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Region(_Frozen):
+    number: int = Field(ge=1)
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _clean(cls, v: str) -> str:
+        return " ".join(v.split())
+
+
+@dataclass(frozen=True)
+class Word:
+    """One whitespace-delimited word of a condition's sentence; ``start``/``end`` are character offsets."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+    region: int
+
+
+class Condition(_Frozen):
+    name: str
+    regions: tuple[Region, ...]
+    ambiguous: bool | None = None
+    reading: str | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ignored_types=(cached_property,))
+
+    @cached_property
+    def _layout(self) -> tuple[str, dict[int, tuple[int, int]]]:
+        text = ""
+        spans: dict[int, tuple[int, int]] = {}
+        for r in self.regions:
+            if not r.content:
+                spans[r.number] = (len(text), len(text))
+                continue
+            if text and not r.content.startswith(PUNCT_ATTACH):
+                text += " "
+            start = len(text)
+            text += r.content
+            spans[r.number] = (start, len(text))
+        return text, spans
+
+    @property
+    def text(self) -> str:
+        return self._layout[0]
+
+    @property
+    def region_spans(self) -> dict[int, tuple[int, int]]:
+        """Character span of each region in :attr:`text` (empty regions have start == end)."""
+        return self._layout[1]
+
+    @cached_property
+    def words(self) -> tuple[Word, ...]:
+        text, spans = self._layout
+        out: list[Word] = []
+        pos = 0
+        for i, w in enumerate(text.split()):
+            start = text.index(w, pos)
+            end = start + len(w)
+            pos = end
+            region = next(
+                (n for n, (a, b) in spans.items() if a <= start < b),
+                self.regions[-1].number,
+            )
+            out.append(Word(i, w, start, end, region))
+        return tuple(out)
+
+    def region(self, number: int) -> Region:
+        for r in self.regions:
+            if r.number == number:
+                return r
+        raise KeyError(number)
+
+    def region_words(self, number: int) -> tuple[Word, ...]:
+        """The words that start in region ``number`` (empty for an empty region)."""
+        a, b = self.region_spans[number]
+        return tuple(w for w in self.words if a <= w.start < b)
+
+
+class Item(_Frozen):
+    number: int
+    conditions: tuple[Condition, ...]
+    construction: str | None = None
+    provenance: str | None = None
+    lexical: dict[str, str] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def condition(self, name: str) -> Condition:
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        names = ", ".join(c.name for c in self.conditions)
+        raise KeyError(f"item {self.number} has no condition {name!r} (it has {names})")
+
+    @property
+    def key(self) -> str:
+        """A unique label: the item number, prefixed by the construction for mixed suites."""
+        return f"{self.construction}:{self.number}" if self.construction else str(self.number)
+
+
+class Ambiguity(_Frozen):
+    """What is ambiguous in a suite, and where."""
+
+    construction: str
+    readings: dict[str, str] = Field(default_factory=dict)
+    preferred_reading: str | None = None
+    ambiguous_region: int | None = None
+    disambiguating_region: int
+    cue_region: int | None = None
+    ambiguous_condition: str = "ambiguous"
+    unambiguous_condition: str = "unambiguous"
+
+
+class Prediction(_Frozen):
+    type: Literal["formula"] = "formula"
+    formula: str
+
+
+class Suite(_Frozen):
+    name: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+    region_meta: dict[int, str] = Field(default_factory=dict)
+    predictions: tuple[Prediction, ...] = ()
+    items: tuple[Item, ...]
+    ambiguity: Ambiguity | None = None
+    source: str | None = Field(default=None, exclude=True)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ignored_types=(cached_property,))
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content hash of the suite (independent of where it was read from)."""
+        payload = self.model_dump(mode="json", exclude={"source"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "source": self.source, "n_items": len(self.items)}
+
+    @property
+    def constructions(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for it in self.items:
+            seen[self.construction_of(it)] = None
+        return list(seen)
+
+    def construction_of(self, item: Item) -> str:
+        if item.construction:
+            return item.construction
+        if self.ambiguity:
+            return self.ambiguity.construction
+        return self.name
+
+    def item(self, key: int | str) -> Item:
+        for it in self.items:
+            if it.key == str(key) or (isinstance(key, int) and it.number == key and not it.construction):
+                return it
+        raise KeyError(f"suite {self.name!r} has no item {key!r}")
+
+    def region_number(self, name_or_number: int | str) -> int:
+        """Resolve a region given by number or by its ``region_meta`` name (or a role: 'ambiguous',
+        'disambiguating', 'cue')."""
+        if isinstance(name_or_number, int) or str(name_or_number).isdigit():
+            return int(name_or_number)
+        key = str(name_or_number)
+        if self.ambiguity is not None:
+            roles = {
+                "ambiguous": self.ambiguity.ambiguous_region,
+                "disambiguating": self.ambiguity.disambiguating_region,
+                "cue": self.ambiguity.cue_region,
+            }
+            if key in roles and roles[key] is not None:
+                return int(roles[key])
+        for n, name in self.region_meta.items():
+            if name == key:
+                return int(n)
+        from mechinterp.errors import RegionError
+
+        known = ", ".join(f"{n}={v}" for n, v in sorted(self.region_meta.items()))
+        raise RegionError(f"suite {self.name!r} has no region {key!r} (regions: {known})")

@@ -1,0 +1,143 @@
+"""Tokens, words and regions: the one place where positions are resolved.
+
+Every stage (surprisal, caching, patching, probes, SAEs, interventions) asks "which tokens are word *w* /
+region *r* of this condition?" through :func:`tokenize_condition`, so they all agree.
+
+Rules:
+
+* Each sequence starts with exactly one beginning-of-text token (:attr:`Model.bos_token_id`) at index 0; the
+  sentence's own tokens follow, tokenized *without* special tokens. The first word is therefore scored as
+  P(word | BOS).
+* Tokenizers used here attach whitespace to the *following* token (``▁deer``, ``Ġdeer``), so a word's tokens
+  carry the whitespace that precedes it. A token belongs to the word containing its last character; a
+  whitespace-only token belongs to the next word.
+* If a token straddles two words (possible with tokenizers that merge across spaces), the sentence is
+  re-tokenized word by word (each word with its leading space) and ``per_word`` is recorded.
+* A region's tokens are the tokens of the words that start in it (a region is a run of words), so
+  region surprisal is always the sum of its words' surprisals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from mechinterp.errors import RegionError
+
+if TYPE_CHECKING:
+    from mechinterp.stimuli.types import Condition
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """A sentence's token ids (BOS first) with each word's and region's token span ``[start, stop)``."""
+
+    text: str
+    input_ids: tuple[int, ...]
+    words: tuple[str, ...]
+    word_spans: tuple[tuple[int, int], ...]
+    word_regions: tuple[int, ...]
+    region_spans: dict[int, tuple[int, int]]
+    per_word: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def tokens_of_word(self, index: int) -> range:
+        if not 0 <= index < len(self.words):
+            raise RegionError(f"word index {index} is out of range for {self.text!r} ({len(self.words)} words)")
+        return range(*self.word_spans[index])
+
+    def tokens_of_region(self, number: int) -> range:
+        if number not in self.region_spans:
+            raise RegionError(f"region {number} does not exist in {self.text!r} (regions {sorted(self.region_spans)})")
+        return range(*self.region_spans[number])
+
+    def last_token_of_region(self, number: int) -> int:
+        r = self.tokens_of_region(number)
+        if len(r) == 0:
+            raise RegionError(f"region {number} is empty in {self.text!r}")
+        return r[-1]
+
+
+def _word_char_spans(text: str) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for w in text.split():
+        start = text.index(w, pos)
+        spans.append((start, start + len(w)))
+        pos = start + len(w)
+    return spans
+
+
+def _assign(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]], text: str) -> list[int] | None:
+    """Word index for each token, or None if some token straddles two words."""
+    out = []
+    for a, b in offsets:
+        last = b - 1
+        w = next((i for i, (s, e) in enumerate(spans) if s <= last < e), None)
+        if w is None:  # whitespace-only token: the next word
+            w = next((i for i, (s, _) in enumerate(spans) if s > last), len(spans) - 1)
+        first_nonspace = a
+        while first_nonspace < b and text[first_nonspace].isspace():
+            first_nonspace += 1
+        if first_nonspace < b and not (spans[w][0] <= first_nonspace < spans[w][1]):
+            return None
+        out.append(w)
+    return out
+
+
+def tokenize_text(
+    tokenizer: Any, bos_token_id: int, text: str, regions: dict[int, tuple[int, int]] | None = None
+) -> TokenizedText:
+    """Tokenize ``text`` (words = whitespace-separated pieces) with optional region character spans."""
+    spans = _word_char_spans(text)
+    if not spans:
+        raise RegionError("cannot tokenize an empty sentence")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    assign = _assign(enc["offset_mapping"], spans, text)
+    per_word = assign is None or any(x < y for x, y in zip(assign[1:], assign[:-1]))
+    if per_word:
+        ids, assign = [], []
+        for i, (s, e) in enumerate(spans):
+            piece = text[s:e] if i == 0 else " " + text[s:e]
+            wid = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            ids += wid
+            assign += [i] * len(wid)
+    word_spans = []
+    for i in range(len(spans)):
+        idx = [t + 1 for t, w in enumerate(assign) if w == i]  # +1: BOS at 0
+        if not idx:
+            raise RegionError(f"word {i} ({text[spans[i][0]:spans[i][1]]!r}) of {text!r} got no tokens")
+        word_spans.append((idx[0], idx[-1] + 1))
+    if regions is None:
+        regions = {1: (0, len(text))}
+    word_regions = []
+    for s, _ in spans:
+        reg = next((n for n, (a, b) in regions.items() if a <= s < b), None)
+        if reg is None:
+            raise RegionError(f"word at character {s} of {text!r} lies in no region")
+        word_regions.append(reg)
+    region_spans: dict[int, tuple[int, int]] = {}
+    for n in regions:
+        members = [word_spans[i] for i, r in enumerate(word_regions) if r == n]
+        if members:
+            region_spans[n] = (members[0][0], members[-1][1])
+        else:  # empty region: an empty span where it would start
+            a = regions[n][0]
+            nxt = next((word_spans[i][0] for i, (s, _) in enumerate(spans) if s >= a), len(ids) + 1)
+            region_spans[n] = (nxt, nxt)
+    return TokenizedText(
+        text=text,
+        input_ids=(int(bos_token_id), *map(int, ids)),
+        words=tuple(text[s:e] for s, e in spans),
+        word_spans=tuple(word_spans),
+        word_regions=tuple(word_regions),
+        region_spans=region_spans,
+        per_word=per_word,
+    )
+
+
+def tokenize_condition(model: Any, condition: "Condition") -> TokenizedText:
+    """Tokenize one condition of an item with ``model``'s tokenizer and BOS token."""
+    return tokenize_text(model.tokenizer, model.bos_token_id, condition.text, condition.region_spans)
