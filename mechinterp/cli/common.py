@@ -1,0 +1,78 @@
+"""Options every command shares (--model, --suite, --out, --seed ...) and how results are written."""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mechinterp.models import DEFAULT_MODEL, Model, load_model
+from mechinterp.provenance import Provenance
+from mechinterp.stimuli import Suite, load_suite
+from mechinterp.tables import check_out_path, write_table
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name or local HF directory (default {DEFAULT_MODEL})")
+    p.add_argument("--backend", default="hf", choices=["hf", "transformer_lens", "nnsight"], help="forward backend")
+
+
+def add_suite(p: argparse.ArgumentParser, default: str | None = None, many: bool = False) -> None:
+    help_ = "built-in suite name or path to a SyntaxGym .json / SAP .csv file"
+    if many:
+        p.add_argument("--suite", action="append", default=None, help=help_ + " (repeatable; default: all built-in)")
+    else:
+        p.add_argument("--suite", default=default, required=default is None, help=help_)
+
+
+def add_out(p: argparse.ArgumentParser, required: bool = True, help_: str = "output table (.csv or .parquet)") -> None:
+    p.add_argument("--out", required=required, help=help_)
+
+
+def add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def out_path(args: argparse.Namespace) -> Path:
+    """Check --out before any expensive work starts."""
+    return check_out_path(args.out)
+
+
+def get_model(args: argparse.Namespace) -> Model:
+    return load_model(args.model)
+
+
+def get_suite(spec: str) -> Suite:
+    return load_suite(spec)
+
+
+def provenance(
+    command: str, args: argparse.Namespace, model: Model | None = None, suites: list[Suite] | None = None, **extra: Any
+) -> Provenance:
+    config = {k: v for k, v in vars(args).items() if k not in {"func"} and not callable(v)}
+    suite_ids = [s.identity() for s in suites or []]
+    return Provenance(
+        command=command,
+        config=config,
+        model=model.identity() if model is not None else None,
+        suite=suite_ids[0] if len(suite_ids) == 1 else ({"suites": suite_ids} if suite_ids else None),
+        seed=getattr(args, "seed", None),
+        extra=extra,
+    )
+
+
+def write(df: pd.DataFrame, path: Path, prov: Provenance) -> None:
+    write_table(df, path, prov)
+    print(f"wrote {len(df)} rows to {path} (provenance: {path.name}.provenance.json)")

@@ -1,0 +1,176 @@
+"""Word- and region-level surprisal (bits) and next-word entropy from any loaded model.
+
+Definitions (see :mod:`mechinterp.tokenization` for how words map to tokens):
+
+* **Word surprisal** is ``-log2 P(word | preceding words)``, the sum of the word's subword
+  surprisals. Every sentence starts with one beginning-of-text token, so the first word gets
+  ``-log2 P(word_1 | BOS)``; it is a real number, not left out, but it is not comparable to the others
+  (it has no sentence context), and garden-path analyses never use it.
+* **Whitespace** (``whitespace=``): with ``"leading"`` (the default, and what the SAP Benchmark's GPT-2
+  surprisals use) a word's tokens carry the whitespace that begins it (``▁deer``), so P(word) is the
+  probability of " deer". With ``"trailing"`` the correction of Pimentel & Meister (2024; also Oh &
+  Schuler 2024) is applied: P(word) = P(tokens) · P(next token begins a word | ..., word) /
+  P(token begins a word | ...), i.e. the word owns the whitespace that ends it, and probability mass of
+  continuations like "deer" → "deers" is not credited to "deer". The first word has no denominator.
+  Tokens that begin a word are those whose piece starts with a whitespace marker, plus end-of-text tokens.
+* **Entropy** is the entropy (bits) of the next-token distribution at the word's onset, i.e. of the
+  distribution the word's first subword is drawn from (the exact next-*word* entropy is intractable).
+
+Results are the same whether sentences are scored alone or batched, padded on either side, and on every
+backend (``tests/test_surprisal.py`` checks all of these).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mechinterp.forward import PaddingSide, batches, logits, pad_batch
+from mechinterp.models import Backend, Model
+from mechinterp.progress import progress
+from mechinterp.stimuli.types import Suite
+from mechinterp.tokenization import TokenizedText, tokenize_condition, tokenize_text
+
+LOG2E = 1.0 / math.log(2.0)
+WORD_COLUMNS = [
+    "suite", "construction", "item", "condition", "ambiguous", "region", "region_name", "word_index",
+    "word", "n_tokens", "surprisal_bits", "entropy_bits",
+]
+
+
+@dataclass(frozen=True)
+class SurprisalConfig:
+    backend: Backend = "hf"
+    batch_size: int = 16
+    padding_side: PaddingSide = "right"
+    whitespace: Literal["leading", "trailing"] = "leading"
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Per-token scores of one sequence (index 0 is BOS and holds NaN)."""
+
+    logprob: np.ndarray  # natural log p(token_t | tokens_<t)
+    entropy: np.ndarray  # nats, of the distribution that token_t is drawn from
+    bow_logprob: np.ndarray | None  # log P(token at t begins a word | tokens_<t), t = 0..len (len+1 values)
+
+
+_WS_MARKERS = ("▁", "Ġ", "Ċ", "ĉ", " ", "\n", "\t", "<0x0A>", "<0x20>", "<0x09>")
+
+
+@functools.lru_cache(maxsize=8)
+def _bow_mask(tokenizer) -> torch.Tensor:
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    mask = torch.tensor([bool(p) and str(p).startswith(_WS_MARKERS) for p in pieces])
+    for tid in (tokenizer.eos_token_id, getattr(tokenizer, "eot_token_id", None)):
+        if tid is not None:
+            mask[int(tid)] = True
+    return mask
+
+
+@torch.no_grad()
+def token_scores(model: Model, seqs: Sequence[TokenizedText], config: SurprisalConfig = SurprisalConfig()) -> list[TokenScores]:
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # length buckets: less padding
+    out: list[TokenScores | None] = [None] * len(seqs)
+    bow = _bow_mask(model.tokenizer) if config.whitespace == "trailing" else None
+    for idx in batches(len(order), config.batch_size):
+        rows = [order[i] for i in idx]
+        b = pad_batch([seqs[r].input_ids for r in rows], model.pad_token_id, config.padding_side, model.device)
+        lg = logits(model, b, config.backend).float()
+        lse = torch.logsumexp(lg, dim=-1)  # [B, T]
+        for j, r in enumerate(rows):
+            sl = b.row_slice(j)
+            ids = b.input_ids[j, sl]
+            l_j, lse_j = lg[j, sl], lse[j, sl]
+            tgt = l_j[:-1].gather(-1, ids[1:, None]).squeeze(-1) - lse_j[:-1]
+            p = torch.exp(l_j[:-1] - lse_j[:-1, None])
+            ent = lse_j[:-1] - (p * l_j[:-1]).sum(-1)
+            nan = torch.tensor([float("nan")])
+            bow_lp = None
+            if bow is not None:
+                m = bow[: l_j.shape[-1]].to(l_j.device)
+                bow_lp = (torch.logsumexp(l_j[:, m], dim=-1) - lse_j).double().cpu().numpy()
+                bow_lp = np.concatenate([[np.nan], bow_lp])  # index t: P(token t begins a word | <t)
+            out[r] = TokenScores(
+                logprob=torch.cat([nan, tgt.cpu()]).double().numpy(),
+                entropy=torch.cat([nan, ent.cpu()]).double().numpy(),
+                bow_logprob=bow_lp,
+            )
+    return out  # type: ignore[return-value]
+
+
+def word_scores(tt: TokenizedText, ts: TokenScores, whitespace: str = "leading") -> tuple[np.ndarray, np.ndarray]:
+    """(surprisal_bits, entropy_bits) for each word of one sequence."""
+    surp = np.empty(len(tt.words))
+    ent = np.empty(len(tt.words))
+    for w, (a, b) in enumerate(tt.word_spans):
+        lp = ts.logprob[a:b].sum()
+        if whitespace == "trailing":
+            assert ts.bow_logprob is not None
+            lp += ts.bow_logprob[b]
+            if w > 0:
+                lp -= ts.bow_logprob[a]
+        surp[w] = -lp * LOG2E
+        ent[w] = ts.entropy[a] * LOG2E
+    return surp, ent
+
+
+def sentence_surprisal(
+    model: Model, texts: Sequence[str], config: SurprisalConfig = SurprisalConfig()
+) -> pd.DataFrame:
+    """Per-word surprisal of free sentences: one row per sentence and word."""
+    tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
+    scores = token_scores(model, tts, config)
+    rows = []
+    for s, (tt, ts) in enumerate(zip(tts, scores)):
+        surp, ent = word_scores(tt, ts, config.whitespace)
+        for w, word in enumerate(tt.words):
+            a, b = tt.word_spans[w]
+            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
+                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
+    return pd.DataFrame(rows)
+
+
+def suite_surprisal(
+    model: Model, suite: Suite, config: SurprisalConfig = SurprisalConfig(), show_progress: bool = True
+) -> pd.DataFrame:
+    """One row per item × condition × word (columns :data:`WORD_COLUMNS`)."""
+    keys, tts = [], []
+    for it in suite.items:
+        for c in it.conditions:
+            keys.append((it, c))
+            tts.append(tokenize_condition(model, c))
+    scores: list[TokenScores] = []
+    chunk = max(config.batch_size * 4, 1)
+    for start in progress(range(0, len(tts), chunk), desc=f"surprisal {suite.name}", disable=not show_progress,
+                          total=math.ceil(len(tts) / chunk)):
+        scores += token_scores(model, tts[start : start + chunk], config)
+    rows = []
+    for (it, c), tt, ts in zip(keys, tts, scores):
+        surp, ent = word_scores(tt, ts, config.whitespace)
+        for w, word in enumerate(tt.words):
+            a, b = tt.word_spans[w]
+            reg = tt.word_regions[w]
+            rows.append({
+                "suite": suite.name, "construction": suite.construction_of(it), "item": it.number,
+                "condition": c.name, "ambiguous": c.ambiguous, "region": reg,
+                "region_name": suite.region_meta.get(reg, str(reg)), "word_index": w, "word": word,
+                "n_tokens": b - a, "surprisal_bits": surp[w], "entropy_bits": ent[w],
+            })
+    return pd.DataFrame(rows, columns=WORD_COLUMNS)
+
+
+def region_surprisal(words: pd.DataFrame) -> pd.DataFrame:
+    """Sum word surprisal within regions: one row per item × condition × region."""
+    keys = ["suite", "construction", "item", "condition", "region", "region_name"]
+    return (
+        words.groupby(keys, sort=False, dropna=False)
+        .agg(surprisal_bits=("surprisal_bits", "sum"), n_words=("word", "size"), n_tokens=("n_tokens", "sum"))
+        .reset_index()
+    )
