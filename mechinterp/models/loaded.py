@@ -119,12 +119,12 @@ class Model:
 
     @property
     def nnsight(self) -> Any:
-        """An nnsight model wrapping ``self.hf``."""
+        """An nnsight ``TransformersModel`` wrapping ``self.hf`` (the same modules, not a copy)."""
         with self._lock:
             if "nnsight" not in self._views:
-                from nnsight import LanguageModel
+                from nnsight.modeling.transformers import TransformersModel
 
-                self._views["nnsight"] = LanguageModel(self.hf, tokenizer=self.tokenizer)
+                self._views["nnsight"] = TransformersModel(self.hf, tokenizer=self.tokenizer, task="text-generation")
             return self._views["nnsight"]
 
 

@@ -1,0 +1,21 @@
+"""Human reading data: the SAP Benchmark's published garden-path effects (built in), loaders for its effect
+tables and trial-level data, and the Natural Stories corpus (for fitting the surprisal-to-ms link)."""
+
+from mechinterp.humans.naturalstories import NaturalStories, load_natural_stories
+from mechinterp.humans.sap import (
+    CITATION,
+    EFFECT_COLUMNS,
+    construction_of_coef,
+    load_sap_effects,
+    load_sap_trials,
+    noise_ceiling,
+    published_effects,
+    read_effect_table,
+    trial_effects,
+)
+
+__all__ = [
+    "CITATION", "EFFECT_COLUMNS", "NaturalStories", "construction_of_coef", "load_natural_stories",
+    "load_sap_effects", "load_sap_trials", "noise_ceiling", "published_effects", "read_effect_table",
+    "trial_effects",
+]

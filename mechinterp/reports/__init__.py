@@ -1,0 +1,1 @@
+"""HTML reports built from result tables (plotly figures, fully offline)."""

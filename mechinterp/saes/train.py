@@ -1,0 +1,175 @@
+"""Train a TopK SAE with SAE-Lens on cached activations, on the CPU, in bounded time.
+
+The recipe (see /work/shared/STACK.md): cache one site's activations with the model stopped after that layer,
+leave BOS out, centre the data by its mean ``mu``, let SAE-Lens rescale it to unit mean norm
+(``normalize_activations="expected_average_only_in"``, folded into the weights at the end) and train with
+SAE-Lens's own ``SAETrainer`` on a tensor iterator. ``b_dec`` starts at the data mean: the trainer sees
+``x - mu`` with ``b_dec = 0`` (the mean of centred data), and ``mu`` is folded into ``b_dec`` afterwards,
+which is the same SAE as one fed raw ``x`` with ``b_dec`` initialised to ``mu``. Without this, Gemma-3's
+three massive residual dimensions leave ~94% of the latents dead.
+
+The saved directory is SAE-Lens's inference format (``cfg.json`` + ``sae_weights.safetensors``;
+``SAE.load_from_disk`` reads it) plus ``training.json`` (provenance and training statistics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import torch
+from jaxtyping import Float
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mechinterp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TRAINING_FILE = "training.json"
+
+
+class TrainConfig(BaseModel):
+    """How to train one SAE. ``steps * batch_size`` tokens are seen (cycling over ``n_tokens`` cached ones)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    layer: int = Field(ge=0)
+    component: str = "resid_post"
+    n_tokens: int = Field(default=200_000, ge=16, description="training activations to cache")
+    n_holdout_tokens: int = Field(default=20_000, ge=16, description="held-out activations for quality")
+    d_sae: int = Field(default=2048, ge=2)
+    k: int = Field(default=32, ge=1)
+    steps: int = Field(default=600, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    lr: float = Field(default=4e-4, gt=0)
+    lr_end_fraction: float = Field(default=0.1, gt=0, le=1.0)
+    lr_warm_up_steps: int = Field(default=20, ge=0)
+    dead_feature_window: int = Field(default=100, ge=1, description="steps without firing before a latent counts as dead (TopK aux loss)")
+    architecture: Literal["topk"] = "topk"
+    context_size: int = Field(default=64, ge=2, description="tokens per document, BOS included")
+    holdout_fraction: float = Field(default=0.02, gt=0, lt=1)
+    sources: tuple[str, ...] = ("wordnet",)
+    model_batch_size: int = Field(default=32, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.k > self.d_sae:
+            raise ValueError(f"k={self.k} is larger than the SAE width d_sae={self.d_sae}")
+        if self.batch_size > self.n_tokens:
+            raise ValueError(f"batch size {self.batch_size} is larger than the {self.n_tokens} cached tokens")
+        return self
+
+    @property
+    def tokens_seen(self) -> int:
+        return self.steps * self.batch_size
+
+
+def hook_name(layer: int, component: str) -> str:
+    """TransformerLens's name for a site, which SAE-Lens records in ``cfg.json`` (e.g. blocks.6.hook_resid_post)."""
+    return f"blocks.{layer}.hook_{component}"
+
+
+@dataclass(frozen=True)
+class FitStats:
+    tokens_seen: int
+    steps: int
+    wall_time_s: float
+    train_l0: float | None
+    train_dead: int | None
+
+
+def batch_iterator(data: Float[torch.Tensor, "n d"], batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled batches (a new permutation each epoch): SAE-Lens's ``DataProvider``."""
+    g = torch.Generator().manual_seed(seed)
+    n = data.shape[0]
+    if n < batch_size:
+        raise ConfigError(f"{n} activations are fewer than one batch of {batch_size}")
+    while True:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield data[perm[i : i + batch_size]]
+
+
+def fit_sae(
+    acts: Float[torch.Tensor, "n d"], cfg: TrainConfig, metadata: dict[str, Any] | None = None
+) -> tuple[Any, FitStats]:
+    """Train a TopK SAE on raw activations ``acts`` (BOS already left out). Returns SAE-Lens's inference
+    ``TopKSAE`` (mean and scale folded in: it takes raw activations) and training statistics."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    if acts.ndim != 2:
+        raise ConfigError(f"activations must be a 2-d tensor (tokens x d_model), got shape {tuple(acts.shape)}")
+    if not torch.isfinite(acts).all():
+        raise ConfigError("activations contain NaN or inf")
+    torch.manual_seed(cfg.seed)
+    acts = acts.float()
+    mu = acts.mean(0)
+    centred = acts - mu
+    sae_cfg = TopKTrainingSAEConfig(
+        d_in=acts.shape[1], d_sae=cfg.d_sae, k=cfg.k, normalize_activations="expected_average_only_in",
+        metadata=SAEMetadata(**(metadata or {})),
+    )
+    sae = TopKTrainingSAE(sae_cfg)
+    with torch.no_grad():
+        sae.b_dec.copy_(centred.mean(0))  # the data mean, in the centred coordinates the trainer sees
+    n_batches = max(1, centred.shape[0] // cfg.batch_size)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=cfg.tokens_seen,
+        train_batch_size_samples=cfg.batch_size,
+        lr=cfg.lr,
+        lr_end=cfg.lr * cfg.lr_end_fraction,
+        lr_scheduler_name="cosineannealing",
+        lr_warm_up_steps=min(cfg.lr_warm_up_steps, max(0, cfg.steps - 1)),
+        dead_feature_window=cfg.dead_feature_window,
+        feature_sampling_window=max(1, min(2000, cfg.steps)),
+        n_batches_for_norm_estimate=min(n_batches, 100),
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batch_iterator(centred, cfg.batch_size, cfg.seed))
+    t0 = time.perf_counter()
+    trained = trainer.fit()
+    wall = time.perf_counter() - t0
+    with torch.no_grad():
+        trained.b_dec.add_(mu)
+    stats = FitStats(
+        tokens_seen=trainer.n_training_samples,
+        steps=trainer.n_training_steps,
+        wall_time_s=wall,
+        train_l0=getattr(trained.cfg.metadata, "l0", None),
+        train_dead=getattr(trained.cfg.metadata, "num_dead_features", None),
+    )
+    return to_inference(trained), stats
+
+
+def to_inference(training_sae: Any) -> Any:
+    """SAE-Lens's inference SAE for a training SAE (same weights), via its own config conversion."""
+    from sae_lens import SAE
+
+    cfg_dict = training_sae.cfg.get_inference_sae_cfg_dict()
+    cfg_cls = SAE.get_sae_config_class_for_architecture(cfg_dict["architecture"])
+    inf = SAE.get_sae_class_for_architecture(cfg_dict["architecture"])(cfg_cls.from_dict(cfg_dict))
+    state = training_sae.state_dict()
+    training_sae.process_state_dict_for_saving_inference(state)
+    inf.load_state_dict(state)
+    inf.eval()
+    return inf
+
+
+def save_sae(sae: Any, out: str | Path, training: dict[str, Any]) -> Path:
+    """SAE-Lens's on-disk format plus ``training.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sae.save_model(out)
+    tmp = out / (TRAINING_FILE + ".tmp")
+    tmp.write_text(json.dumps(training, indent=2, default=str))
+    tmp.replace(out / TRAINING_FILE)
+    return out
