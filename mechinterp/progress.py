@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def progress(it: Iterable[T], desc: str = "", disable: bool = False, total: int | None = None) -> Iterable[T]:
+def progress(it: Iterable[T] | None, desc: str = "", disable: bool = False, total: int | None = None) -> Iterable[T]:
     if os.environ.get("MECHINTERP_NO_PROGRESS"):
         disable = True
     return tqdm(it, desc=desc, disable=disable, total=total, leave=False, dynamic_ncols=True)

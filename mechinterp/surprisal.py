@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -74,34 +74,52 @@ def _bow_mask(tokenizer) -> torch.Tensor:
     return mask
 
 
+def _logz_and_entropy(lg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log Z and the entropy (nats) of softmax(lg) over the last axis, with one exp over the vocabulary
+    (it dominates the cost beyond the forward pass for a 262k-token vocabulary)."""
+    mx = lg.amax(-1, keepdim=True)
+    e = lg - mx
+    e.exp_()
+    z = e.sum(-1)
+    lse = z.log() + mx[..., 0]
+    return lse, lse - torch.linalg.vecdot(e, lg) / z
+
+
 @torch.no_grad()
-def token_scores(model: Model, seqs: Sequence[TokenizedText], config: SurprisalConfig = SurprisalConfig()) -> list[TokenScores]:
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # length buckets: less padding
+def token_scores(
+    model: Model,
+    seqs: Sequence[TokenizedText],
+    config: SurprisalConfig = SurprisalConfig(),
+    on_batch: Callable[[int], None] | None = None,
+) -> list[TokenScores]:
+    """Score every token of every sequence. Sequences are sorted by length into batches (less padding);
+    ``on_batch(n)`` is called after each batch of ``n`` sequences (for progress bars)."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[TokenScores | None] = [None] * len(seqs)
     bow = _bow_mask(model.tokenizer) if config.whitespace == "trailing" else None
     for idx in batches(len(order), config.batch_size):
         rows = [order[i] for i in idx]
         b = pad_batch([seqs[r].input_ids for r in rows], model.pad_token_id, config.padding_side, model.device)
-        lg = logits(model, b, config.backend).float()
-        lse = torch.logsumexp(lg, dim=-1)  # [B, T]
+        lg = logits(model, b, config.backend)
+        lse, ent = _logz_and_entropy(lg)
+        tgt = lg[:, :-1].gather(-1, b.input_ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
+        bow_all = None
+        if bow is not None:
+            m = bow[: lg.shape[-1]].to(lg.device)
+            bow_all = (torch.logsumexp(lg[..., m], dim=-1) - lse).double().cpu().numpy()
+        tgt, ent = tgt.double().cpu().numpy(), ent.double().cpu().numpy()
         for j, r in enumerate(rows):
-            sl = b.row_slice(j)
-            ids = b.input_ids[j, sl]
-            l_j, lse_j = lg[j, sl], lse[j, sl]
-            tgt = l_j[:-1].gather(-1, ids[1:, None]).squeeze(-1) - lse_j[:-1]
-            p = torch.exp(l_j[:-1] - lse_j[:-1, None])
-            ent = lse_j[:-1] - (p * l_j[:-1]).sum(-1)
-            nan = torch.tensor([float("nan")])
+            a, n = b.offsets[j], b.lengths[j]
             bow_lp = None
-            if bow is not None:
-                m = bow[: l_j.shape[-1]].to(l_j.device)
-                bow_lp = (torch.logsumexp(l_j[:, m], dim=-1) - lse_j).double().cpu().numpy()
-                bow_lp = np.concatenate([[np.nan], bow_lp])  # index t: P(token t begins a word | <t)
+            if bow_all is not None:  # index t: P(token t begins a word | tokens < t), for t = 1..n
+                bow_lp = np.concatenate([[np.nan], bow_all[j, a : a + n]])
             out[r] = TokenScores(
-                logprob=torch.cat([nan, tgt.cpu()]).double().numpy(),
-                entropy=torch.cat([nan, ent.cpu()]).double().numpy(),
+                logprob=np.concatenate([[np.nan], tgt[j, a : a + n - 1]]),
+                entropy=np.concatenate([[np.nan], ent[j, a : a + n - 1]]),
                 bow_logprob=bow_lp,
             )
+        if on_batch is not None:
+            on_batch(len(rows))
     return out  # type: ignore[return-value]
 
 
@@ -146,11 +164,8 @@ def suite_surprisal(
         for c in it.conditions:
             keys.append((it, c))
             tts.append(tokenize_condition(model, c))
-    scores: list[TokenScores] = []
-    chunk = max(config.batch_size * 4, 1)
-    for start in progress(range(0, len(tts), chunk), desc=f"surprisal {suite.name}", disable=not show_progress,
-                          total=math.ceil(len(tts) / chunk)):
-        scores += token_scores(model, tts[start : start + chunk], config)
+    with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:
+        scores = token_scores(model, tts, config, on_batch=bar.update)
     rows = []
     for (it, c), tt, ts in zip(keys, tts, scores):
         surp, ent = word_scores(tt, ts, config.whitespace)
