@@ -139,7 +139,8 @@ class LinkingFit:
         se = np.sqrt(np.diag(np.asarray(self.cov)))
         beta = np.asarray(self.coef)
         q = stats.t.ppf(0.5 + ci / 2, self.df_resid)
-        t = beta / se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = beta / se
         p = 2 * stats.t.sf(np.abs(t), self.df_resid)
         return pd.DataFrame({"term": self.terms, "estimate": beta, "std_error": se, "ci_low": beta - q * se,
                              "ci_high": beta + q * se, "t": t, "p": p})
@@ -242,6 +243,11 @@ def natural_stories_surprisal(model, corpus, config=None, window_words: int = 30
     if window_words < 1 or context_words < 0:
         raise ConfigError(f"window_words must be >= 1 and context_words >= 0 (got {window_words}, {context_words})")
     config = config or SurprisalConfig()
+    max_pos = getattr(getattr(model, "hf", None), "config", None)
+    max_pos = getattr(max_pos, "max_position_embeddings", None)
+    if max_pos and 2 * (window_words + context_words) > max_pos:  # keep windows well inside the model's length
+        scale = max_pos / (2 * (window_words + context_words))
+        window_words, context_words = max(1, int(window_words * scale)), int(context_words * scale)
     texts, spans = [], []  # spans: (story rows, first scored word in the text)
     for story in corpus.stories:
         g = corpus.story_words(story)

@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
     k: int = Field(default=32, ge=1)
     steps: int = Field(default=600, ge=1)
     batch_size: int = Field(default=1024, ge=1)
-    lr: float = Field(default=4e-4, gt=0)
+    lr: float = Field(default=1.5e-3, gt=0, description="Adam learning rate; 1.5e-3 beat 4e-4 (held-out FVE 0.85 vs 0.48) in a 150-step pilot on 30k Gemma tokens")
     lr_end_fraction: float = Field(default=0.1, gt=0, le=1.0)
     lr_warm_up_steps: int = Field(default=20, ge=0)
     dead_feature_window: int = Field(default=100, ge=1, description="steps without firing before a latent counts as dead (TopK aux loss)")
@@ -173,3 +173,81 @@ def save_sae(sae: Any, out: str | Path, training: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(training, indent=2, default=str))
     tmp.replace(out / TRAINING_FILE)
     return out
+
+
+@dataclass(frozen=True)
+class TrainedSAE:
+    """What :func:`train_sae` produced: the saved directory, the loaded SAE and its quality record."""
+
+    path: Path
+    sae: Any  # LoadedSAE
+    quality: dict[str, Any]
+
+
+def train_sae(
+    model: Any, corpus: Any, cfg: TrainConfig, out: str | Path, n_ce_docs: int = 128, n_examples: int = 20,
+    command: str = "sae train",
+) -> TrainedSAE:
+    """The whole recipe: split the corpus, cache training and held-out activations (model stopped after
+    ``cfg.layer``), train, save in SAE-Lens's format, measure quality on held-out text (``quality.json``)
+    and store each latent's top training examples (``top_examples.parquet``)."""
+    from mechinterp.provenance import Provenance
+    from mechinterp.saes.activations import corpus_activations, doc_sequence
+    from mechinterp.saes.corpus import split_documents
+    from mechinterp.saes.examples import EXAMPLES_FILE, top_examples
+    from mechinterp.saes.load import QUALITY_FILE, load_sae
+    from mechinterp.saes.quality import quality_record, reconstruction_stats, splice_stats
+
+    if cfg.layer >= model.n_layers:
+        raise ConfigError(f"layer {cfg.layer} is out of range: {model.name} has layers 0-{model.n_layers - 1}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "cfg.json").exists():
+        raise ConfigError(f"output directory {out} exists and is not an SAE directory: choose another --out")
+    train_idx, hold_idx = split_documents(corpus, cfg.holdout_fraction, cfg.seed)
+    t0 = time.perf_counter()
+    train = corpus_activations(model, corpus, train_idx, cfg.layer, cfg.component, cfg.n_tokens,
+                               cfg.context_size, cfg.model_batch_size, desc="training activations")
+    hold = corpus_activations(model, corpus, hold_idx, cfg.layer, cfg.component, cfg.n_holdout_tokens,
+                              cfg.context_size, cfg.model_batch_size, desc="held-out activations")
+    cache_s = time.perf_counter() - t0
+    log.info("cached %d training and %d held-out tokens in %.0f s", len(train), len(hold), cache_s)
+    meta = {"model_name": model.name, "hook_name": hook_name(cfg.layer, cfg.component),
+            "context_size": cfg.context_size, "prepend_bos": True, "exclude_special_tokens": True}
+    sae, stats = fit_sae(train.acts, cfg, meta)
+    prov = Provenance(command=command, config=cfg.model_dump(mode="json"), model=model.identity(),
+                      seed=cfg.seed, extra={"corpus": corpus.identity()})
+    training = {
+        "provenance": prov.to_json(),
+        "site": {"layer": cfg.layer, "component": cfg.component},
+        "corpus": corpus.identity(),
+        "n_train_docs_used": train.n_docs,
+        "n_heldout_docs_used": hold.n_docs,
+        "cached_train_tokens": len(train),
+        "cached_heldout_tokens": len(hold),
+        "tokens_seen": stats.tokens_seen,
+        "steps": stats.steps,
+        "epochs_over_cache": stats.tokens_seen / len(train),
+        "cache_time_s": cache_s,
+        "train_time_s": stats.wall_time_s,
+        "train_window_l0": stats.train_l0,
+        "train_dead_latents": stats.train_dead,
+        "data_mean_norm": float(train.acts.mean(0).norm()),
+        "recipe": "TopK SAE (SAE-Lens TopKTrainingSAE, rescale_acts_by_decoder_norm) on BOS-free activations "
+                  "centred by their mean; b_dec starts at the data mean; unit mean norm rescaling folded in",
+    }
+    save_sae(sae, out, training)
+    loaded = load_sae(out)
+    t1 = time.perf_counter()
+    rec = reconstruction_stats(loaded, hold.acts)
+    hold_docs = list(dict.fromkeys(hold.doc.tolist()))[:n_ce_docs]
+    seqs = [doc_sequence(model, corpus.documents[i].text, cfg.context_size) for i in hold_docs]
+    splice = splice_stats(model, loaded, seqs, mean=train.acts.mean(0))
+    quality = quality_record(
+        rec, splice, sae=str(out.resolve()), model=model.name, site=hook_name(cfg.layer, cfg.component),
+        d_sae=cfg.d_sae, k=cfg.k, tokens_seen=stats.tokens_seen, train_time_s=round(stats.wall_time_s, 1),
+        cache_time_s=round(cache_s, 1), eval_time_s=round(time.perf_counter() - t1, 1),
+        heldout_docs_for_ce=len(seqs), corpus=corpus.identity())
+    (out / QUALITY_FILE).write_text(json.dumps(quality, indent=2))
+    ex = top_examples(loaded, train, n_top=n_examples)
+    ex.to_parquet(out / EXAMPLES_FILE, index=False)
+    return TrainedSAE(path=out, sae=loaded, quality=quality)

@@ -1,0 +1,362 @@
+"""A disk-backed activation cache: sharded safetensors files plus a JSON manifest.
+
+Layout: ``OUT/<key>/manifest.json`` and ``OUT/<key>/shard-00000.safetensors`` ..., where ``key`` is a
+content address: the first 16 hex digits of the sha256 of (model weights sha256, suite sha256, the sites,
+the cache config that changes the contents, the format version). Running again with the same inputs finds
+the same directory and reuses it; different inputs never collide.
+
+* **Streaming.** The suite's sequences (every item x condition, in suite order) are cut into shards of
+  ``shard_size`` sequences; each shard is collected in batches of ``batch_size`` and written before the next
+  starts, so memory is bounded by one shard, not by the suite.
+* **Atomic shards, resumable runs.** A shard is written to a temporary name and renamed into place; the
+  manifest (also written via rename) lists a shard only after its rename. A run that stops part-way leaves a
+  manifest with ``complete: false`` and the shards finished so far; the next run with the same inputs
+  continues from there. A reader only ever sees complete shards, and :meth:`ActivationCache.open` refuses an
+  incomplete cache.
+* **Lazy loading.** Opening reads the manifest only. Tensors are read per site and per shard through
+  ``safetensors.safe_open`` (memory-mapped), and only the site asked for.
+* **Rows.** Each site's tensor has one row per (sequence, position): for ``last``/``first``/``mean`` and
+  token positions one row per sequence that has the position, for ``all`` (or no position) one per token.
+  The manifest records, for every row, its item, condition, region and token index (and token text);
+  sequences where a site's region is empty (the cue in the ambiguous condition) have no row for that site.
+* **Errors.** A corrupt or truncated manifest or shard raises :class:`~mechinterp.errors.CacheError` naming
+  the file and the fix (delete it and run the same command again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechinterp.errors import CacheError, ConfigError
+from mechinterp.sites import RegionPos, Site, collect_rows, parse_sites, region_of_token
+from mechinterp.tokenization import tokenize_condition
+
+if TYPE_CHECKING:
+    from mechinterp.models import Backend, Model
+    from mechinterp.stimuli.types import Suite
+
+FORMAT = "mechinterp-activation-cache/1"
+MANIFEST = "manifest.json"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """How to cache. ``batch_size`` and ``backend`` do not change the contents (collection is padding- and
+    backend-invariant) and are not part of the key; the rest is."""
+
+    shard_size: int = 64  # sequences per shard
+    batch_size: int = 16
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    conditions: tuple[str, ...] | None = None  # None: every condition
+    backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ConfigError("shard_size and batch_size must be >= 1")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    def keyed(self) -> dict[str, Any]:
+        return {"shard_size": self.shard_size, "dtype": self.dtype,
+                "conditions": list(self.conditions) if self.conditions else None}
+
+
+def cache_key(model: "Model", suite: "Suite", sites: Sequence[Site], config: CacheConfig) -> str:
+    payload = {
+        "format": FORMAT,
+        "model": model.weights_sha256,
+        "suite": suite.sha256,
+        "sites": [str(s) for s in sites],
+        "config": config.keyed(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, separators=(",", ":")))
+    tmp.replace(path)
+
+
+def _pos_key(site: Site) -> str:
+    """Sites at the same position share their row metadata."""
+    p = site.position
+    if p is None:
+        return "all-tokens"
+    return p.label if not isinstance(p, RegionPos) else f"region={p.region}/{p.which}"
+
+
+def _sequences(suite: "Suite", config: CacheConfig) -> list[tuple[Any, Any]]:
+    out = []
+    for it in suite.items:
+        for c in it.conditions:
+            if config.conditions is None or c.name in config.conditions:
+                out.append((it, c))
+    if not out:
+        raise ConfigError(f"suite {suite.name!r} has no condition named {', '.join(config.conditions or [])}")
+    return out
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+class ActivationCache:
+    """A finished cache, opened lazily: nothing but the manifest is read until a site is asked for."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]):
+        self.root = Path(root)
+        self.manifest = manifest
+        self.sites: list[Site] = [Site(**_site_from_json(s)) for s in manifest["sites"]]
+        self._names = {s: n for s, n in zip(self.sites, manifest["site_names"])}
+
+    # -- opening --
+    @staticmethod
+    def _read_manifest(root: Path) -> dict[str, Any]:
+        path = Path(root) / MANIFEST
+        if not path.exists():
+            raise CacheError(f"{root} is not an activation cache (no {MANIFEST}); build it with `mechinterp cache`")
+        try:
+            m = json.loads(path.read_text())
+            if m.get("format") != FORMAT:
+                raise ValueError(f"format {m.get('format')!r}, expected {FORMAT!r}")
+            for k in ("key", "sites", "site_names", "shards", "complete"):
+                if k not in m:
+                    raise ValueError(f"missing field {k!r}")
+        except (ValueError, OSError, AttributeError) as exc:
+            raise CacheError(
+                f"cache manifest {path} is corrupt ({exc}). Fix: delete {path.parent} and run the same "
+                "`mechinterp cache` command again to rebuild it."
+            ) from exc
+        return m
+
+    @classmethod
+    def open(cls, root: str | Path) -> "ActivationCache":
+        root = Path(root)
+        m = cls._read_manifest(root)
+        if not m["complete"]:
+            raise CacheError(
+                f"cache {root} is incomplete ({len(m['shards'])} of {m.get('n_shards', '?')} shards): run the same "
+                "`mechinterp cache` command again to finish it"
+            )
+        cache = cls(root, m)
+        for sh in m["shards"]:
+            cache._check_shard(sh)
+        return cache
+
+    def _check_shard(self, sh: dict[str, Any]) -> Path:
+        path = self.root / sh["file"]
+        if not path.exists():
+            raise CacheError(f"cache shard {path} is missing. Fix: run the same `mechinterp cache` command again to rebuild it.")
+        size = path.stat().st_size
+        if size != sh["bytes"]:
+            raise CacheError(
+                f"cache shard {path} is corrupt ({size} bytes, expected {sh['bytes']}). Fix: delete {path} and run "
+                "the same `mechinterp cache` command again; only that shard is rebuilt."
+            )
+        return path
+
+    def verify(self) -> None:
+        """Check every shard's sha256 against the manifest (reads all the data)."""
+        for sh in self.manifest["shards"]:
+            path = self._check_shard(sh)
+            if _sha256(path) != sh["sha256"]:
+                raise CacheError(
+                    f"cache shard {path} is corrupt (sha256 mismatch). Fix: delete {path} and run the same "
+                    "`mechinterp cache` command again; only that shard is rebuilt."
+                )
+
+    # -- data --
+    @property
+    def key(self) -> str:
+        return self.manifest["key"]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.manifest["provenance"]
+
+    def shape(self, site: Site) -> tuple[int, int]:
+        name = self._name(site)
+        return (sum(sh["rows"][name] for sh in self.manifest["shards"]), self.manifest["d_model"])
+
+    def _name(self, site: Site) -> str:
+        if site not in self._names:
+            have = ", ".join(self.manifest["site_names"][:6])
+            raise CacheError(f"site {site} is not in cache {self.root} (it has {have}...)")
+        return self._names[site]
+
+    def iter_shards(self, site: Site) -> Iterator[Float[Tensor, "n d"]]:
+        """The site's rows shard by shard (each read from a memory-mapped file)."""
+        from safetensors import SafetensorError, safe_open
+
+        name = self._name(site)
+        for sh in self.manifest["shards"]:
+            path = self._check_shard(sh)
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    yield f.get_tensor(name)
+            except (SafetensorError, OSError, RuntimeError) as exc:
+                raise CacheError(
+                    f"cache shard {path} is corrupt ({exc}). Fix: delete {path} and run the same `mechinterp cache` "
+                    "command again; only that shard is rebuilt."
+                ) from exc
+
+    def get(self, site: Site) -> Float[Tensor, "n d"]:
+        """All rows of one site (rows in the order of :meth:`rows`)."""
+        parts = list(self.iter_shards(site))
+        return torch.cat(parts) if parts else torch.empty(0, self.manifest["d_model"])
+
+    __getitem__ = get
+
+    def rows(self, site: Site) -> pd.DataFrame:
+        """One row per activation row of ``site``: item, condition, region, token (index), token_str, shard."""
+        self._name(site)
+        key = _pos_key(site)
+        frames = []
+        for i, sh in enumerate(self.manifest["shards"]):
+            df = pd.DataFrame(sh["meta"][key])
+            df["shard"] = i
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _site_to_json(s: Site) -> dict[str, Any]:
+    d = asdict(s)
+    if isinstance(s.position, RegionPos):
+        d["position"] = {"region": s.position.region, "which": s.position.which}
+    elif s.position is not None:
+        d["position"] = {"index": s.position.index}
+    return d
+
+
+def _site_from_json(d: dict[str, Any]) -> dict[str, Any]:
+    from mechinterp.sites import TokenPos
+
+    p = d.get("position")
+    pos = None if p is None else (RegionPos(p["region"], p["which"]) if "region" in p else TokenPos(p["index"]))
+    return {"layer": d["layer"], "component": d["component"], "position": pos, "head": d["head"]}
+
+
+# ---- writing -----------------------------------------------------------------------------------------
+def build_cache(
+    model: "Model",
+    suite: "Suite",
+    sites: Sequence[Site],
+    out: str | Path,
+    config: CacheConfig = CacheConfig(),
+    on_shard: Callable[[int, int], None] | None = None,
+) -> tuple[ActivationCache, bool]:
+    """Build (or reuse, or resume) the cache of ``sites`` over ``suite`` under ``out``. Returns the opened
+    cache and whether it was reused as it was. ``on_shard(done, total)`` is called after each shard."""
+    from safetensors.torch import save_file
+
+    from mechinterp.provenance import Provenance
+
+    sites = list(dict.fromkeys(sites))
+    if not sites:
+        raise ConfigError("no sites to cache")
+    for s in sites:
+        if not 0 <= s.layer < model.n_layers:
+            raise ConfigError(f"site {s}: layer {s.layer} is out of range (model has layers 0-{model.n_layers - 1})")
+    key = cache_key(model, suite, sites, config)
+    root = Path(out) / key[:16]
+    root.mkdir(parents=True, exist_ok=True)
+    seqs = _sequences(suite, config)
+    n_shards = (len(seqs) + config.shard_size - 1) // config.shard_size
+    mpath = root / MANIFEST
+    if mpath.exists():
+        manifest = ActivationCache._read_manifest(root)
+        if manifest["key"] != key:
+            raise CacheError(f"{mpath} belongs to another cache (key {manifest['key'][:16]}). Fix: delete {root}.")
+        if manifest["complete"] and all((root / sh["file"]).exists() for sh in manifest["shards"]):
+            return ActivationCache.open(root), True
+        manifest["complete"] = False  # resume (or rebuild deleted shards)
+    else:
+        prov = Provenance(command="cache", config={**asdict(config), "sites": [str(s) for s in sites]},
+                          model=model.identity(), suite=suite.identity())
+        manifest = {
+            "format": FORMAT, "key": key, "complete": False, "n_shards": n_shards, "n_sequences": len(seqs),
+            "d_model": model.d_model, "dtype": config.dtype,
+            "sites": [_site_to_json(s) for s in sites], "site_names": [str(s) for s in sites],
+            "provenance": prov.to_json(), "shards": [],
+        }
+        _write_json(mpath, manifest)
+    for leftover in root.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+    reader = ActivationCache(root, manifest)
+    done = {}
+    for sh in manifest["shards"]:
+        if (root / sh["file"]).exists():
+            reader._check_shard(sh)  # a truncated shard listed as done: CacheError with the fix
+            done[sh["index"]] = sh
+    manifest["shards"] = [done[i] for i in sorted(done)]
+    names = [str(s) for s in sites]
+    dtype = DTYPES[config.dtype]
+    for index in range(n_shards):
+        if index in done:
+            continue
+        chunk = seqs[index * config.shard_size : (index + 1) * config.shard_size]
+        toks = [tokenize_condition(model, c) for _, c in chunk]
+        got = collect_rows(model, toks, sites, config.backend, config.batch_size, suite, missing="skip")
+        meta: dict[str, dict[str, list]] = {}
+        for s in sites:
+            k = _pos_key(s)
+            if k in meta:
+                continue
+            rows = got.rows[s].tolist()
+            meta[k] = {
+                "item": [chunk[i][0].key for i, _ in rows],
+                "condition": [chunk[i][1].name for i, _ in rows],
+                "region": [region_of_token(toks[i], t) if t >= 0 else _mean_region(s, suite) for i, t in rows],
+                "token": [int(t) for _, t in rows],
+                "token_str": [model.tokenizer.convert_ids_to_tokens(toks[i].input_ids[t]) if t >= 0 else "<mean>"
+                              for i, t in rows],
+                "sequence": [index * config.shard_size + i for i, _ in rows],
+            }
+        tensors = {n: got.tensors[s].to(dtype).contiguous() for n, s in zip(names, sites)}
+        file = f"shard-{index:05d}.safetensors"
+        tmp = root / f".{file}.{os.getpid()}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(root / file)
+        manifest["shards"].append({
+            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": _sha256(root / file),
+            "rows": {n: int(got.tensors[s].shape[0]) for n, s in zip(names, sites)}, "meta": meta,
+        })
+        manifest["shards"].sort(key=lambda sh: sh["index"])
+        _write_json(mpath, manifest)
+        if on_shard is not None:
+            on_shard(len(manifest["shards"]), n_shards)
+    manifest["complete"] = True
+    _write_json(mpath, manifest)
+    return ActivationCache.open(root), False
+
+
+def _mean_region(site: Site, suite: "Suite") -> int:
+    from mechinterp.sites import region_number
+
+    assert isinstance(site.position, RegionPos)
+    return region_number(site.position.region, suite)
+
+
+def parse_cache_sites(spec: str, model: "Model", suite: "Suite") -> list[Site]:
+    """Sites of a cache spec; ``region=*`` means every region of the suite."""
+    regions = sorted({r.number for it in suite.items for c in it.conditions for r in c.regions})
+    return parse_sites(spec, model.n_layers, model.n_heads, regions=regions)

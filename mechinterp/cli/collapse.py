@@ -1,0 +1,78 @@
+"""`mechinterp collapse`: word surprisal, garden-path effects and side effects under interventions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mechinterp.cli import common
+
+SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND leace (layers=6/9), clamp (layer=9, "
+             "target=ambiguous, shift=1), sae (sae=DIR, remove=ambiguous, mode=ablate), truncate (k=3); '+' composes "
+             "parts; JSON or @file.json also work (see mechinterp.interventions.spec)")
+
+
+def sibling(path: Path, part: str) -> Path:
+    """``out/words.parquet`` -> ``out/words.<part>.parquet``."""
+    return path.with_name(f"{path.stem}.{part}{path.suffix}")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--intervention", action="append", default=[], metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--naturalstories", metavar="DIR",
+                   help="Natural Stories directory (all_stories.tok, processed_wordinfo.tsv) for side effects")
+    p.add_argument("--ns-words", type=int, default=150,
+                   help="side effects: first N words of each story (default 150, i.e. 1,500 words)")
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collapse", help="garden-path effects and side effects under interventions (erasure, clamp, SAE, truncation)")
+    common.add_model(p)
+    common.add_suite(p)
+    common.add_out(p, help_="per-word surprisal table (.csv/.parquet); item effects and side effects are written "
+                            "beside it as <name>.effects.<ext> and <name>.side_effects.<ext>")
+    common.add_seed(p)
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def collapse_from_args(args: argparse.Namespace, model, suite):
+    from mechinterp.humans import load_natural_stories
+    from mechinterp.interventions.collapse import run_collapse
+    from mechinterp.interventions.spec import build_all, parse_spec
+    from mechinterp.surprisal import SurprisalConfig
+
+    specs = [parse_spec(s) for s in args.intervention]  # fail on a bad spec before loading anything heavy
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        from mechinterp.errors import ConfigError
+
+        raise ConfigError(f"intervention names must differ: {names} (name them with NAME=...)")
+    corpus = load_natural_stories(args.naturalstories) if args.naturalstories else None
+    if specs:
+        print(f"fitting {', '.join(names)} ...")
+    built = build_all(model, specs, suite, backend=args.backend)
+    cfg = SurprisalConfig(backend=args.backend, batch_size=args.batch_size)
+    return specs, run_collapse(model, suite, built, cfg, corpus, args.ns_words, log=print)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = common.out_path(args)
+    suite = common.get_suite(args.suite)
+    model = common.get_model(args)
+    common.seed_everything(args.seed)
+    specs, res = collapse_from_args(args, model, suite)
+    prov = common.provenance("collapse", args, model, [suite], interventions=res.descriptions,
+                             specs=[s.model_dump() for s in specs], flagged_perplexity=res.flagged())
+    common.write(res.words, out, prov)
+    common.write(res.effects, sibling(out, "effects"), prov)
+    common.write(res.side_effects, sibling(out, "side_effects"), prov)
+    from mechinterp.effects import summarise_effects
+
+    summ = summarise_effects(res.effects, by=("intervention", "construction", "roi"), seed=args.seed)
+    print(summ.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(res.side_effects.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for name in res.flagged():
+        print(f"WARNING: {name} raises Natural Stories perplexity by more than 5%")
+    return 0

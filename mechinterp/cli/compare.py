@@ -1,0 +1,108 @@
+"""`mechinterp compare`: predicted garden-path effects in ms (original model and interventions) vs human data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mechinterp.cli import common
+from mechinterp.cli.collapse import add_common, sibling
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="human-likeness test: model vs SAP human garden-path effects (ms)")
+    common.add_model(p)
+    common.add_suite(p)
+    common.add_out(p, help_="human-vs-model table per intervention, construction and ROI (.csv/.parquet); order, "
+                            "correlation and item tables are written beside it")
+    common.add_seed(p)
+    add_common(p)
+    p.add_argument("--human", metavar="DIR", help="SAP Benchmark directory (with effects/) for by-item effects and "
+                   "the noise ceiling; construction-level effects are built in")
+    p.add_argument("--subset", default="ClassicGP", help="SAP subset (default ClassicGP)")
+    p.add_argument("--collapsed", action="append", default=[], metavar="TABLE",
+                   help="word tables written by `mechinterp collapse` (repeatable) instead of running interventions")
+    p.add_argument("--linking", metavar="JSON", help="a saved linking fit to reuse (else fitted on --naturalstories)")
+    p.add_argument("--save-linking", metavar="JSON", help="write the linking fit here")
+    p.add_argument("--link-stories", default=None,
+                   help="Natural Stories stories to fit the link on, e.g. 1,2,3 (default: all 10)")
+    p.add_argument("--report", metavar="HTML", help="also write an HTML report")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--order-roi", type=int, default=1, help="ROI at which the construction order is tested (default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from mechinterp.compare import compare
+    from mechinterp.errors import ConfigError
+    from mechinterp.humans import load_natural_stories, load_sap_effects, noise_ceiling, published_effects
+    from mechinterp.linking import LinkingFit, fit_natural_stories
+    from mechinterp.reports.compare import write_compare_report
+    from mechinterp.surprisal import SurprisalConfig
+    from mechinterp.tables import check_out_path, read_table
+
+    out = common.out_path(args)
+    report = Path(args.report) if args.report else None
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--report {report}: use an .html file name")
+    if not args.linking and not args.naturalstories:
+        raise ConfigError("give --naturalstories DIR (to fit the surprisal-to-ms link) or --linking JSON")
+    if args.collapsed and args.intervention:
+        raise ConfigError("give either --collapsed tables or --intervention specs, not both")
+    human = published_effects(args.subset)
+    human_items = load_sap_effects(args.human, args.subset, "item") if args.human else None
+    ceiling = noise_ceiling(args.human) if args.human else noise_ceiling()
+    suite = common.get_suite(args.suite)
+    model = common.get_model(args)
+    common.seed_everything(args.seed)
+    descriptions = {}
+    if args.collapsed:
+        words, sides = [], []
+        for t in args.collapsed:
+            path = check_out_path(t)
+            words.append(read_table(path))
+            if sibling(path, "side_effects").exists():
+                sides.append(read_table(sibling(path, "side_effects")))
+        words_df = pd.concat(words, ignore_index=True).drop_duplicates(["intervention", "construction", "item", "condition", "word_index"])
+        side = pd.concat(sides, ignore_index=True).drop_duplicates("intervention") if sides else None
+    else:
+        from mechinterp.cli.collapse import collapse_from_args
+
+        _, res = collapse_from_args(args, model, suite)
+        words_df, side, descriptions = res.words, res.side_effects, res.descriptions
+    if args.linking:
+        fit = LinkingFit.load(args.linking)
+        if fit.model and fit.model.get("weights_sha256") != model.weights_sha256:
+            raise ConfigError(f"the linking fit {args.linking} was made for another model ({fit.model.get('name')})")
+    else:
+        print("fitting the surprisal-to-ms link on Natural Stories ...")
+        corpus = load_natural_stories(args.naturalstories)
+        if args.link_stories:
+            try:
+                stories = [int(x) for x in args.link_stories.split(",") if x.strip()]
+            except ValueError as exc:
+                raise ConfigError(f"--link-stories must be comma-separated story numbers, got {args.link_stories!r}") from exc
+            corpus = corpus.subset(stories)
+        fit, _ = fit_natural_stories(model, corpus, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
+    if args.save_linking:
+        fit.save(args.save_linking)
+    cmp = compare(words_df, suite, fit, human, human_items, ceiling, side, order_roi=args.order_roi,
+                  n_boot=args.n_boot, seed=args.seed)
+    prov = common.provenance("compare", args, model, [suite], linking=fit.to_json(), interventions=descriptions,
+                             human_source="SAP Benchmark, Huang et al. (2024), JML; built-in construction effects")
+    table = cmp.table()
+    common.write(table, out, prov)
+    common.write(cmp.order, sibling(out, "order"), prov)
+    common.write(cmp.items, sibling(out, "items"), prov)
+    if len(cmp.correlations):
+        common.write(cmp.correlations, sibling(out, "correlations"), prov)
+    if report is not None:
+        write_compare_report(cmp, report, title=f"Collapse and compare: {model.spec.display_name} on {suite.name}",
+                             provenance=prov.to_json(), interventions=descriptions)
+        print(f"wrote report {report}")
+    cols = ["intervention", "construction", "roi", "effect_bits", "predicted_ms", "human_ms", "ratio", "inside_human_interval"]
+    print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(cmp.order[cmp.order["primary"]].to_string(index=False))
+    return 0

@@ -1,0 +1,76 @@
+"""`mechinterp explore`: open the Streamlit explorer (``streamlit run apps/explorer.py``) on a model and a
+results directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from mechinterp.models import DEFAULT_MODEL
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "explorer.py"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="open the Streamlit explorer: one sentence through the whole pipeline")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model shown first: registry name or local HF directory (default {DEFAULT_MODEL})")
+    p.add_argument("--results", default="out", help="results directory the explorer reads (default out)")
+    p.add_argument("--suite", default="npz", help="suite shown first (default npz)")
+    p.add_argument("--port", type=int, default=None, help="port to serve on (default: Streamlit's, 8501)")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.add_argument("--demo", metavar="DIR", default=None,
+                   help="first write small demo results for --model into DIR (skipped if already there), then show them")
+    p.add_argument("--naturalstories", metavar="DIR", default=None,
+                   help="with --demo: Natural Stories directory, for a surprisal-to-ms link and the human comparison")
+    p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
+    p.set_defaults(func=run)
+
+
+def streamlit_command(port: int | None = None, headless: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--browser.gatherUsageStats", "false"]
+    if port is not None:
+        cmd += ["--server.port", str(port)]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return cmd
+
+
+def run(args: argparse.Namespace) -> int:
+    from mechinterp.errors import ConfigError
+    from mechinterp.models.registry import get_spec
+
+    if not APP.exists():
+        raise ConfigError(f"the explorer app {APP} is missing: it ships with the source checkout (pip install -e .)")
+    get_spec(args.model)  # an unknown model is reported now, not in the browser
+    if args.port is not None and not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a port number")
+    results = args.results
+    if args.demo:
+        if args.dry_run:
+            print(f"would write demo results for {args.model} into {args.demo}")
+        else:
+            from mechinterp.explore.demo import build_demo
+            from mechinterp.models import load_model
+
+            print(f"writing demo results for {args.model} into {args.demo} ...")
+            build_demo(load_model(args.model), args.demo, naturalstories=args.naturalstories)
+        results = args.demo
+    elif not Path(results).is_dir():
+        print(f"note: results directory {results} does not exist yet; the explorer will compute on demand only")
+    env = dict(os.environ, MECHINTERP_EXPLORER_MODEL=args.model, MECHINTERP_EXPLORER_RESULTS=str(results),
+               MECHINTERP_EXPLORER_SUITE=args.suite)
+    cmd = streamlit_command(args.port, args.headless)
+    if args.dry_run:
+        shown = " ".join(f"{k}={shlex.quote(env[k])}" for k in
+                         ("MECHINTERP_EXPLORER_MODEL", "MECHINTERP_EXPLORER_RESULTS", "MECHINTERP_EXPLORER_SUITE"))
+        print(f"{shown} {shlex.join(cmd)}")
+        return 0
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130

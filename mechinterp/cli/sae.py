@@ -1,0 +1,223 @@
+"""`mechinterp sae`: sparse autoencoders trained offline with SAE-Lens, and the features of each reading.
+
+    mechinterp sae corpus [--sources wordnet[,fortunes|templates]] [--force] [--deb-dir DIR]
+    mechinterp sae train --layer 6 [--n-tokens 200000 --width 2048 --k 32 --steps 600] --out DIR
+    mechinterp sae quality --sae DIR [--report quality.html]
+    mechinterp sae features --sae DIR [--suite npz ...] --out features.csv [--report features.html]
+    mechinterp sae card --sae DIR --feature 123 [--probe DIR_OR_NPY ...] --report card.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mechinterp.cli import common
+
+log = logging.getLogger(__name__)
+
+
+def _sources(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sae", help="sparse autoencoders: training corpus, training, quality, features, cards")
+    ssub = p.add_subparsers(dest="sae_command", metavar="SAE_COMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    c = ssub.add_parser("corpus", help="fetch and prepare the SAE training text (Debian packages, offline after)")
+    c.add_argument("--sources", type=_sources, default=("wordnet",),
+                   help="comma-separated: wordnet (default; WordNet 3.0 licence), fortunes (opt-in, mixed "
+                        "licences), templates (built-in, small)")
+    c.add_argument("--force", action="store_true", help="fetch and parse again")
+    c.add_argument("--deb-dir", default=None, help="directory holding already downloaded .deb files")
+    c.set_defaults(func=run_corpus)
+
+    t = ssub.add_parser("train", help="train a TopK SAE with SAE-Lens on one site of the model (CPU)")
+    common.add_model(t)
+    t.add_argument("--layer", type=int, required=True, help="block index")
+    t.add_argument("--component", default="resid_post",
+                   choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"])
+    t.add_argument("--n-tokens", type=int, default=200_000, help="training activations to cache (default 200000)")
+    t.add_argument("--n-holdout-tokens", type=int, default=20_000, help="held-out activations (default 20000)")
+    t.add_argument("--width", type=int, default=2048, help="number of latents (default 2048)")
+    t.add_argument("--k", type=int, default=32, help="active latents per token (TopK; default 32)")
+    t.add_argument("--steps", type=int, default=600, help="optimiser steps (default 600)")
+    t.add_argument("--batch-size", type=int, default=1024, help="activations per step (default 1024)")
+    t.add_argument("--lr", type=float, default=1.5e-3, help="Adam learning rate (default 1.5e-3, cosine decay to a tenth)")
+    t.add_argument("--context-size", type=int, default=64, help="tokens per document incl. BOS (default 64)")
+    t.add_argument("--sources", type=_sources, default=("wordnet",), help="corpus sources (see `sae corpus`)")
+    t.add_argument("--n-ce-docs", type=int, default=128, help="held-out documents for the spliced CE loss")
+    t.add_argument("--out", required=True, help="output directory (SAE-Lens format)")
+    common.add_seed(t)
+    t.set_defaults(func=run_train)
+
+    q = ssub.add_parser("quality", help="print (and plot) an SAE's quality record")
+    q.add_argument("--sae", required=True, help="SAE directory")
+    q.add_argument("--report", default=None, help="write an HTML report here")
+    q.set_defaults(func=run_quality)
+
+    f = ssub.add_parser("features", help="features whose activation differs between the readings, with attribution")
+    common.add_model(f)
+    common.add_suite(f, many=True)
+    f.add_argument("--sae", required=True, help="SAE directory (trained here or any SAE-Lens SAE)")
+    f.add_argument("--layer", type=int, default=None, help="override the SAE's layer")
+    f.add_argument("--component", default=None, help="override the SAE's component")
+    f.add_argument("--permutations", type=int, default=20_000, help="sign-flip permutations per test")
+    f.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (BH) and baseline threshold")
+    f.add_argument("--min-active", type=int, default=3, help="test features active in at least this many items")
+    f.add_argument("--ablate-top", type=int, default=5, help="verify the top-N attributed features by ablation")
+    f.add_argument("--no-attribution", action="store_true", help="skip gradients and ablations")
+    f.add_argument("--batch-size", type=int, default=8)
+    common.add_out(f, help_="feature statistics table (.csv or .parquet); attribution and summary tables beside it")
+    f.add_argument("--report", default=None, help="write an HTML report here")
+    common.add_seed(f)
+    f.set_defaults(func=run_features)
+
+    k = ssub.add_parser("card", help="a feature card: top contexts, activation along a sentence, probe cosines")
+    common.add_model(k)
+    k.add_argument("--sae", required=True)
+    k.add_argument("--feature", type=int, required=True, action="append", help="feature index (repeatable)")
+    k.add_argument("--suite", action="append", default=None, help="stimulus suites to scan (default: all built-in)")
+    k.add_argument("--sentence", default=None, help="example sentence (default: the stimulus where it fires most)")
+    k.add_argument("--probe", action="append", default=[], help="probe artifact directory or .npy/.pt unit vector")
+    k.add_argument("--n-docs", type=int, default=3000, help="corpus documents to scan if the SAE has no stored examples")
+    k.add_argument("--sources", type=_sources, default=None, help="corpus sources (default: those it was trained on)")
+    k.add_argument("--report", required=True, help="HTML card")
+    k.add_argument("--out", default=None, help="also write the card's contexts as a table (.csv/.parquet)")
+    k.set_defaults(func=run_card)
+
+
+def run_corpus(args: argparse.Namespace) -> int:
+    from mechinterp.saes.corpus import load_corpus, prepare_corpus
+
+    path = prepare_corpus(args.sources, force=args.force, deb_dir=args.deb_dir)
+    corpus = load_corpus(args.sources, fetch=False)
+    info = corpus.identity()
+    print(f"corpus {'+'.join(args.sources)}: {info['n_documents']} documents, {info['n_words']} words in {path}")
+    for s in info["sources"]:
+        print(f"  {s['name']}: {s['license']}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mechinterp.errors import ConfigError
+    from mechinterp.saes.corpus import load_corpus
+    from mechinterp.saes.train import TrainConfig, train_sae
+
+    try:
+        cfg = TrainConfig(layer=args.layer, component=args.component, n_tokens=args.n_tokens,
+                          n_holdout_tokens=args.n_holdout_tokens, d_sae=args.width, k=args.k, steps=args.steps,
+                          batch_size=args.batch_size, lr=args.lr, context_size=args.context_size,
+                          sources=args.sources, seed=args.seed)
+    except ValidationError as exc:
+        raise ConfigError(f"bad training option: {exc.errors()[0]['msg']}") from None
+    common.seed_everything(args.seed)
+    corpus = load_corpus(cfg.sources)
+    model = common.get_model(args)
+    res = train_sae(model, corpus, cfg, args.out, n_ce_docs=args.n_ce_docs)
+    _print_quality(res.quality)
+    from mechinterp.reports.html import write_report
+    from mechinterp.saes.figures import quality_blocks
+
+    write_report(res.path / "quality.html", f"SAE quality: {res.quality.get('site')}", quality_blocks(res.quality),
+                 provenance=res.sae.training.get("provenance"))
+    print(f"wrote SAE to {res.path} (quality: {res.path / 'quality.json'}, {res.path / 'quality.html'})")
+    return 0
+
+
+def _print_quality(q: dict) -> None:
+    h, s = q.get("heldout", {}), q.get("spliced") or {}
+    print(f"site {q.get('site')}  width {q.get('d_sae')}  k {q.get('k')}  tokens seen {q.get('tokens_seen')}  "
+          f"train {q.get('train_time_s')} s  cache {q.get('cache_time_s')} s")
+    print(f"held-out ({h.get('n_tokens')} tokens): L0 {h.get('l0'):.1f}  FVE {h.get('fve'):.3f}  "
+          f"dead {h.get('dead_fraction'):.1%}  dense {h.get('dense_fraction'):.1%}")
+    if s:
+        print(f"spliced ({s['n_tokens']} predictions): CE clean {s['ce_clean']:.3f}  SAE {s['ce_sae']:.3f}  "
+              f"zero-abl {s['ce_zero']:.3f}  mean-abl {s['ce_mean']:.3f} nats; recovered vs zero "
+              f"{s['ce_recovered_vs_zero']:.1%}, vs mean {s['ce_recovered_vs_mean']:.1%}; KL SAE {s['kl_sae']:.3f} "
+              f"vs mean-abl {s['kl_mean']:.3f}")
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    from mechinterp.errors import ConfigError
+    from mechinterp.saes.load import load_sae
+
+    sae = load_sae(args.sae)
+    q = sae.quality()
+    if q is None:
+        raise ConfigError(f"{args.sae} has no quality.json (SAEs trained with `mechinterp sae train` have one)")
+    _print_quality(q)
+    if args.report:
+        from mechinterp.reports.html import write_report
+        from mechinterp.saes.figures import quality_blocks
+
+        write_report(args.report, f"SAE quality: {q.get('site')}", quality_blocks(q), provenance=sae.training.get("provenance"))
+        print(f"wrote {args.report}")
+    return 0
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from mechinterp.saes.features import FeatureConfig, suite_features
+    from mechinterp.saes.load import load_sae
+    from mechinterp.stimuli import builtin_suites
+
+    out = common.out_path(args)
+    sae = load_sae(args.sae, layer=args.layer, component=args.component)
+    suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
+    model = common.get_model(args)
+    common.seed_everything(args.seed)
+    cfg = FeatureConfig(n_permutations=args.permutations, alpha=args.alpha, min_active_items=args.min_active,
+                        attribution=not args.no_attribution, ablate_top=args.ablate_top,
+                        batch_size=args.batch_size, seed=args.seed)
+    res = suite_features(model, sae, suites, cfg)
+    prov = common.provenance("sae features", args, model, suites, sae=sae.identity(), feature_config=cfg.__dict__)
+    common.write(res.stats, out, prov)
+    for name, df in (("attribution", res.attribution), ("summary", res.summary), ("coactivation", res.coactivation)):
+        if df is not None and len(df):
+            path = out.with_name(f"{out.stem}.{name}{out.suffix}")
+            common.write(df, path, prov)
+    print(res.summary.to_string(index=False) if len(res.summary) else "no feature passed the tests")
+    if args.report:
+        from mechinterp.reports.html import write_report
+        from mechinterp.saes.figures import features_blocks
+
+        write_report(args.report, f"SAE features per reading ({sae.hook_name})", features_blocks(res, cfg),
+                     provenance=prov.to_json())
+        print(f"wrote {args.report}")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from mechinterp.reports.html import write_report
+    from mechinterp.saes.cards import CardConfig, build_card, stimulus_activations
+    from mechinterp.saes.figures import card_blocks
+    from mechinterp.saes.load import load_sae
+    from mechinterp.stimuli import builtin_suites
+
+    sae = load_sae(args.sae)
+    suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
+    model = common.get_model(args)
+    cfg = CardConfig(n_docs=args.n_docs, sources=args.sources)
+    scan = stimulus_activations(model, sae, suites)  # shared by all cards
+    blocks = []
+    tables = []
+    for feat in args.feature:
+        card = build_card(model, sae, feat, suites, probes=args.probe, sentence=args.sentence, cfg=cfg, stimuli=scan)
+        blocks += card_blocks(card)
+        tables.append(card.contexts)
+    prov = common.provenance("sae card", args, model, suites, sae=sae.identity())
+    write_report(args.report, f"SAE feature card(s) {', '.join(map(str, args.feature))} ({sae.hook_name})", blocks,
+                 provenance=prov.to_json())
+    print(f"wrote {args.report}")
+    if args.out:
+        import pandas as pd
+
+        from mechinterp.tables import check_out_path
+
+        common.write(pd.concat(tables, ignore_index=True), check_out_path(args.out), prov)
+    return 0
+

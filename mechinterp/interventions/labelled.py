@@ -1,0 +1,106 @@
+"""Activations labelled by reading (or condition): the data erasers, clamps and SAE feature choices are fit on.
+
+A first source is a stimulus suite: every token that a scope selects (e.g. the two words before the
+disambiguating word) in each condition, labelled by its condition (``ambiguous`` / ``unambiguous``). Mind
+SCIENCE.md: in a minimal pair this label is carried by the cue as much as by a reading. Fit on a suite other
+than the one evaluated (the built-in suites share no verbs or nouns with the SAP items) so that the
+intervention is not tuned to the test items. Any other labelled data (for instance the varied unambiguous
+sentences of the probes package) can be wrapped in :class:`Labelled` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechinterp.errors import ConfigError
+from mechinterp.interventions.base import Where, positions_of
+
+if TYPE_CHECKING:
+    from mechinterp.models import Backend, Model
+    from mechinterp.sites import Site
+    from mechinterp.stimuli.types import Suite
+
+LabelKind = Literal["condition"]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Rows of activations at one or more sites (same rows for every site), each with a class label and the
+    item it came from."""
+
+    x: dict["Site", Float[Tensor, "n d"]]
+    labels: tuple[str, ...]
+    groups: tuple[str, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if len(self.groups) != n:
+            raise ConfigError(f"labelled activations: {len(self.groups)} groups for {n} labels")
+        for s, t in self.x.items():
+            if t.ndim != 2 or t.shape[0] != n:
+                raise ConfigError(f"labelled activations at {s}: shape {tuple(t.shape)} does not match {n} labels")
+        if len(self.classes) < 2:
+            raise ConfigError(f"labelled activations need at least two classes, got {self.classes}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.labels)))
+
+    def y(self) -> np.ndarray:
+        """Class index of each row (in :attr:`classes` order)."""
+        idx = {c: i for i, c in enumerate(self.classes)}
+        return np.array([idx[label] for label in self.labels])
+
+    def at(self, site: "Site") -> Float[Tensor, "n d"]:
+        site = site.unpositioned
+        if site not in self.x:
+            raise ConfigError(f"no labelled activations at {site} (have {', '.join(map(str, self.x))})")
+        return self.x[site]
+
+    def of_class(self, site: "Site", cls: str) -> Float[Tensor, "m d"]:
+        if cls not in self.classes:
+            raise ConfigError(f"unknown class {cls!r}: the labels are {', '.join(self.classes)}")
+        mask = torch.tensor([label == cls for label in self.labels])
+        return self.at(site)[mask]
+
+
+def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence["Site"], where: Where = "pre_disambiguator",
+                      n_words: int = 2, label: LabelKind = "condition", backend: "Backend" = "hf",
+                      batch_size: int = 16) -> Labelled:
+    """Activations at ``sites`` (their positions are ignored) of the tokens ``where`` selects in every
+    condition of ``suites``, labelled by condition."""
+    from mechinterp.sites import collect_rows
+    from mechinterp.tokenization import tokenize_condition
+
+    if label != "condition":
+        raise ConfigError(f"unknown label kind {label!r}: suites give 'condition' labels")
+    seqs, labels_seq, groups_seq, keep = [], [], [], []
+    for suite in suites:
+        for it in suite.items:
+            for c in it.conditions:
+                if c.ambiguous is None:
+                    raise ConfigError(f"suite {suite.name!r} item {it.key} condition {c.name!r} does not say whether "
+                                      "it is ambiguous, so it cannot be labelled")
+                tt = tokenize_condition(model, c)
+                seqs.append(tt)
+                labels_seq.append("ambiguous" if c.ambiguous else "unambiguous")
+                groups_seq.append(f"{suite.name}:{it.key}")
+                keep.append(set(positions_of(tt, suite, where, n_words)))
+    plain = list(dict.fromkeys(s.unpositioned for s in sites))
+    got = collect_rows(model, seqs, plain, backend=backend, batch_size=batch_size)
+    rows = got.rows[plain[0]]
+    sel = torch.tensor([t in keep[int(s)] for s, t in rows.tolist()], dtype=torch.bool)
+    seq_of = rows[sel, 0].tolist()
+    x = {s: got.tensors[s][sel] for s in plain}
+    return Labelled(
+        x=x, labels=tuple(labels_seq[i] for i in seq_of), groups=tuple(groups_seq[i] for i in seq_of),
+        info={"source": "suite", "suites": [s.name for s in suites], "suite_sha256": [s.sha256 for s in suites],
+              "where": where, "n_words": n_words, "label": label, "n_sequences": len(seqs), "n_rows": int(sel.sum())},
+    )

@@ -1,0 +1,280 @@
+"""Intervention specs: what to fit and where to apply it, as data (pydantic, frozen), and how to build them.
+
+On the command line an intervention is ``[NAME=]KIND:key=value,key=value`` with list values joined by ``/``;
+``+`` composes parts; JSON (``{...}`` / ``[...]``) or ``@file.json`` also work::
+
+    leace:layers=6/9/12                      LEACE of the condition at layers 6, 9, 12 (resid_post)
+    clamp:layer=9,target=ambiguous,shift=1   clamp the ambiguous-vs-unambiguous direction at layer 9
+    sae:sae=out/sae-l6,remove=ambiguous      ablate the 8 SAE features most specific to the ambiguous class
+    truncate:k=3                             every word sees only the 3 tokens before it (plus BOS)
+    commit=clamp:layer=9,shift=1+truncate:k=5   ... (a named composite)
+
+Common keys of the fitted kinds: ``fit`` (suites whose labelled activations fit the intervention, joined by
+``/``; default: the built-in suites of the evaluated suite's constructions, which share no lexical items with
+the SAP items), ``where`` (``pre_disambiguator`` | ``ambiguous_region`` | ``prefix``), ``n_words`` (for
+``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
+conditions of the evaluated suite), ``component`` (default ``resid_post``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mechinterp.errors import ConfigError
+from mechinterp.interventions.base import Conditions, TokenTable, Where
+from mechinterp.interventions.compose import Composite, compose
+
+if TYPE_CHECKING:
+    from mechinterp.models import Backend, Model
+    from mechinterp.stimuli.types import Suite
+
+Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Fitted(_Spec):
+    fit: tuple[str, ...] | None = None
+    where: Where = "pre_disambiguator"
+    n_words: int = Field(default=2, ge=1)
+    conditions: Conditions = "all"
+    component: Component = "resid_post"
+
+
+class LeaceSpec(_Fitted):
+    kind: Literal["leace"] = "leace"
+    layers: tuple[int, ...] = Field(min_length=1)
+    method: Literal["leace", "orth"] = "leace"
+
+
+class ClampSpec(_Fitted):
+    kind: Literal["clamp"] = "clamp"
+    layer: int | None = None
+    target: str = "ambiguous"
+    shift: float = 0.0
+    probe: str | None = None
+
+
+class SAESpec(_Fitted):
+    kind: Literal["sae"] = "sae"
+    sae: str
+    remove: str = "ambiguous"
+    mode: Literal["ablate", "clamp"] = "ablate"
+    n_features: int = Field(default=8, ge=1)
+    features: tuple[int, ...] | None = None
+
+
+class TruncateSpec(_Spec):
+    kind: Literal["truncate"] = "truncate"
+    k: int = Field(ge=0)
+
+
+PartSpec = Annotated[Union[LeaceSpec, ClampSpec, SAESpec, TruncateSpec], Field(discriminator="kind")]
+
+
+class InterventionSpec(_Spec):
+    """A named intervention: one part, or several composed in order."""
+
+    name: str
+    parts: tuple[PartSpec, ...] = Field(min_length=1)
+
+
+_LISTS = {"layers", "fit", "features"}
+
+
+def _parse_part(text: str) -> dict[str, Any]:
+    kind, sep, rest = text.strip().partition(":")
+    kind = kind.strip()
+    if kind not in ("leace", "clamp", "sae", "truncate"):
+        raise ConfigError(f"intervention {text!r}: unknown kind {kind!r} (choose leace, clamp, sae, truncate)")
+    d: dict[str, Any] = {"kind": kind}
+    for item in filter(None, (p.strip() for p in rest.split(","))) if sep else []:
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise ConfigError(f"intervention {text!r}: {item!r} is not key=value")
+        key = key.strip()
+        d[key] = [v for v in val.split("/") if v] if key in _LISTS else val.strip()
+    return d
+
+
+def parse_spec(text: str) -> InterventionSpec:
+    """Parse one ``--intervention`` value (see the module docstring)."""
+    raw: Any
+    text = text.strip()
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read intervention file {path}: {exc}") from exc
+    if text.startswith(("{", "[")):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"intervention JSON is invalid: {exc}") from exc
+        if isinstance(raw, list):
+            raw = {"parts": raw}
+        if "parts" not in raw:
+            raw = {"parts": [raw], "name": raw.pop("name", None)}
+    else:
+        name = None
+        head, eq, tail = text.partition("=")
+        if eq and ":" not in head and "," not in head:
+            name, text = head.strip(), tail
+        raw = {"name": name, "parts": [_parse_part(p) for p in text.split("+")]}
+    if not raw.get("name"):
+        raw["name"] = "+".join(_default_name(p) for p in raw["parts"])
+    try:
+        return InterventionSpec.model_validate(raw)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid intervention {text!r}: {msgs}") from exc
+
+
+def _default_name(p: dict[str, Any]) -> str:
+    k = p.get("kind", "?")
+    if k == "leace":
+        return "leace@" + "/".join(map(str, p.get("layers", [])))
+    if k == "clamp":
+        return f"clamp@{p.get('layer', 'probe')}->{p.get('target', 'ambiguous')}" + (
+            f"x{p['shift']}" if str(p.get("shift", "0")) not in ("0", "0.0") else "")
+    if k == "sae":
+        return f"sae-{p.get('mode', 'ablate')}-{p.get('remove', 'ambiguous')}"
+    if k == "truncate":
+        return f"truncate-k{p.get('k', '?')}"
+    return str(k)
+
+
+# ---- building ---------------------------------------------------------------------------------------------
+def default_fit_suites(suite: "Suite") -> list[str]:
+    """The built-in suites of ``suite``'s constructions (NP/Z -> npz, NP/S -> nps, MV/RR -> mvrr, LEX -> lexcat)."""
+    from mechinterp.stimuli import load_suite
+    from mechinterp.stimuli.library import builtin_suites
+
+    by_cons = {}
+    for name in builtin_suites():
+        b = load_suite(name)
+        if b.ambiguity is not None:
+            by_cons[b.ambiguity.construction] = name
+    out = [by_cons[c] for c in suite.constructions if c in by_cons]
+    if not out:
+        raise ConfigError(f"no built-in suite covers the constructions of {suite.name!r} ({suite.constructions}); "
+                          "give the fit suites with fit=")
+    return out
+
+
+def _fit_key(spec: _Fitted, suite: "Suite") -> tuple:
+    names = tuple(spec.fit) if spec.fit else tuple(default_fit_suites(suite))
+    return names, spec.where, spec.n_words
+
+
+def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any], backend: "Backend",
+              cache: dict | None = None):
+    """Labelled activations for ``spec`` at ``sites``; ``cache`` (a dict) reuses activations collected for
+    other parts with the same fit suites and positions."""
+    from mechinterp.interventions.labelled import Labelled, suite_activations
+    from mechinterp.stimuli import load_suite
+
+    names, where, n_words = _fit_key(spec, suite)
+    fit_suites = [load_suite(n) for n in names]
+    key = (names, where, n_words, backend)
+    plain = [s.unpositioned for s in sites]
+    have = cache.get(key) if cache is not None else None
+    if have is not None and all(s in have.x for s in plain):
+        data = Labelled({s: have.x[s] for s in plain}, have.labels, have.groups, dict(have.info))
+    else:
+        data = suite_activations(model, fit_suites, plain, where, n_words, backend=backend)
+        if cache is not None:
+            merged = {**(have.x if have is not None else {}), **data.x}
+            cache[key] = Labelled(merged, data.labels, data.groups, dict(data.info))
+    fit_texts = {c.text for f in fit_suites for it in f.items for c in it.conditions}
+    shared = sum(c.text in fit_texts for it in suite.items for c in it.conditions)
+    data.info["in_sample"] = shared > 0  # the intervention was fit on (some of) the sentences it is tested on
+    data.info["shared_sentences"] = shared
+    return data
+
+
+def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend" = "hf", cache: dict | None = None):
+    """Fit one part on its labelled data and place it on ``suite``."""
+    from mechinterp.interventions.truncation import Truncation
+    from mechinterp.sites import Site
+
+    if isinstance(spec, TruncateSpec):
+        return Truncation(spec.k)
+    scope = TokenTable.from_suites(model, [suite], spec.where, spec.n_words, spec.conditions, unknown="all")
+    if isinstance(spec, LeaceSpec):
+        from mechinterp.interventions.erasure import fit_erasure
+
+        for L in spec.layers:
+            if not 0 <= L < model.n_layers:
+                raise ConfigError(f"leace layer {L} is out of range (model has layers 0-{model.n_layers - 1})")
+        sites = [Site(L, spec.component) for L in spec.layers]
+        return fit_erasure(_fit_data(model, spec, suite, sites, backend, cache), sites, scope, spec.method)
+    if isinstance(spec, ClampSpec):
+        from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
+
+        if spec.probe:
+            try:
+                from mechinterp.probes import ProbeArtifact
+            except ImportError as exc:
+                raise ConfigError("clamp with probe= needs mechinterp.probes, which is not available") from exc
+            probe = ProbeArtifact.load(spec.probe)
+            data = _fit_data(model, spec, suite, [probe.site.unpositioned], backend, cache)
+            return clamp_from_probe(probe, data, spec.target, scope, spec.shift)
+        if spec.layer is None:
+            raise ConfigError("a clamp needs layer= (or probe=)")
+        if not 0 <= spec.layer < model.n_layers:
+            raise ConfigError(f"clamp layer {spec.layer} is out of range (model has layers 0-{model.n_layers - 1})")
+        site = Site(spec.layer, spec.component)
+        return fit_clamp(_fit_data(model, spec, suite, [site], backend, cache), site, spec.target, scope, spec.shift)
+    if isinstance(spec, SAESpec):
+        from mechinterp.interventions.sae_clamp import fit_sae_edit
+        from mechinterp.saes.load import load_sae
+
+        sae = load_sae(spec.sae)
+        sae.check_model(model)
+        data = _fit_data(model, spec, suite, [sae.site], backend, cache)
+        return fit_sae_edit(sae, data, spec.remove, scope, spec.mode, spec.n_features, spec.features)
+    raise ConfigError(f"unknown intervention spec {spec!r}")
+
+
+def build(model: "Model", spec: InterventionSpec | str, suite: "Suite", backend: "Backend" = "hf",
+          cache: dict | None = None) -> Composite:
+    """Fit every part of ``spec`` and compose them under the spec's name."""
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    return compose(*(build_part(model, p, suite, backend, cache) for p in spec.parts), name=spec.name)
+
+
+def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
+    from mechinterp.sites import Site
+
+    if isinstance(part, LeaceSpec):
+        return [Site(L, part.component) for L in part.layers]
+    if isinstance(part, ClampSpec) and part.layer is not None and not part.probe:
+        return [Site(part.layer, part.component)]
+    return []  # SAE and probe sites are known only once loaded; truncation has none
+
+
+def build_all(model: "Model", specs: Sequence[InterventionSpec], suite: "Suite",
+              backend: "Backend" = "hf") -> dict[str, Composite]:
+    """Build several specs, collecting the labelled activations of parts that share fit data once."""
+    cache: dict = {}
+    wanted: dict[tuple, tuple[_Fitted, list[Any]]] = {}
+    for spec in specs:
+        for part in spec.parts:
+            if isinstance(part, _Fitted):
+                sites = [s for s in _sites_of(model, part) if 0 <= s.layer < model.n_layers]
+                key = _fit_key(part, suite)
+                prev = wanted.get(key, (part, []))[1]
+                wanted[key] = (part, list(dict.fromkeys(prev + sites)))
+    for part, sites in wanted.values():
+        if sites:
+            _fit_data(model, part, suite, sites, backend, cache)
+    return {spec.name: build(model, spec, suite, backend, cache) for spec in specs}

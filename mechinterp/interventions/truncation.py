@@ -1,0 +1,153 @@
+"""A memory-limited control: every word scored with only the last ``k`` tokens before it as context (plus
+BOS), after Kuribayashi et al. (2022, "Context limitations make neural language models more human-like").
+
+Not a hook: it changes what each word is conditioned on. For a word whose tokens are ``[a, b)`` in a
+sequence (BOS at 0), the model reads ``[BOS] + ids[max(1, a - k) : b]`` and the word's surprisal is the sum
+of its tokens' surprisals at the end of that window (so the second subword of a word also sees the first,
+and the word's own tokens never count against ``k``). With ``k`` at least the sentence length every window
+is the full prefix and the result equals ordinary surprisal (tested). Entropy is that of the distribution
+the word's first token is drawn from, under the truncated context. Only leading-whitespace word
+probabilities are supported (the ``whitespace="leading"`` convention of :mod:`mechinterp.surprisal`).
+
+Windows are left-padded and batched, and with the plain HF backend only the logits of the last few
+positions are computed (``logits_to_keep``), which matters for Gemma's 262k-token unembedding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mechinterp.errors import ConfigError
+from mechinterp.forward import pad_batch
+from mechinterp.progress import progress
+
+if TYPE_CHECKING:
+    from mechinterp.models import Model
+    from mechinterp.stimuli.types import Suite
+    from mechinterp.surprisal import SurprisalConfig
+    from mechinterp.tokenization import TokenizedText
+
+LOG2E = 1.0 / math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Score each word with only the previous ``k`` tokens (and BOS) as context."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ConfigError(f"truncation needs k >= 0 context tokens, got {self.k}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "truncate", "k": self.k}
+
+    @property
+    def label(self) -> str:
+        return f"truncate k={self.k}"
+
+
+def _windows(tt: "TokenizedText", k: int) -> list[tuple[list[int], int]]:
+    ids = list(tt.input_ids)
+    out = []
+    for a, b in tt.word_spans:
+        start = max(1, a - k)
+        out.append(([ids[0], *ids[start:b]], b - a))
+    return out
+
+
+@torch.no_grad()
+def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor:
+    if backend == "hf":
+        try:
+            return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                            position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
+        except TypeError:  # an architecture without logits_to_keep
+            pass
+    from mechinterp.forward import logits
+
+    return logits(model, batch, backend)[:, -keep:]  # type: ignore[arg-type]
+
+
+def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: int,
+                          config: "SurprisalConfig | None" = None, batch_size: int = 64,
+                          show_progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(surprisal_bits, entropy_bits) per word of each sequence, each word with ``k`` context tokens."""
+    from mechinterp.surprisal import SurprisalConfig
+
+    config = config or SurprisalConfig()
+    if config.whitespace != "leading":
+        raise ConfigError("context truncation supports whitespace='leading' word probabilities only")
+    jobs = []  # (seq index, word index, window ids, n word tokens)
+    for s, tt in enumerate(seqs):
+        for w, (ids, n) in enumerate(_windows(tt, k)):
+            jobs.append((s, w, ids, n))
+    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]))
+    surp = [np.full(len(tt.words), np.nan) for tt in seqs]
+    ent = [np.full(len(tt.words), np.nan) for tt in seqs]
+    starts = list(range(0, len(order), batch_size))
+    for start in progress(starts, desc=f"truncated surprisal k={k}", disable=not show_progress):
+        rows = [jobs[j] for j in order[start : start + batch_size]]
+        batch = pad_batch([r[2] for r in rows], model.pad_token_id, "left", model.device)
+        keep = max(r[3] for r in rows) + 1
+        lg = _keep_logits(model, batch, keep, config.backend).float()
+        lse = torch.logsumexp(lg, dim=-1)
+        T = batch.input_ids.shape[1]
+        for j, (s, w, ids, n) in enumerate(rows):
+            pred = torch.arange(keep - n - 1, keep - 1)  # local indices of the positions predicting the word
+            tgt = batch.input_ids[j, T - n :]
+            lp = lg[j, pred].gather(-1, tgt[:, None].to(lg.device)).squeeze(-1) - lse[j, pred]
+            surp[s][w] = float(-lp.sum().double()) * LOG2E
+            first = keep - n - 1
+            p = torch.softmax(lg[j, first], dim=-1)
+            ent[s][w] = float((lse[j, first] - (p * lg[j, first]).sum()).double()) * LOG2E
+    return list(zip(surp, ent))
+
+
+def truncated_suite_surprisal(model: "Model", suite: "Suite", k: int, config: "SurprisalConfig | None" = None,
+                              batch_size: int = 64) -> pd.DataFrame:
+    """:func:`mechinterp.surprisal.suite_surprisal` with each word's context cut to ``k`` tokens."""
+    from mechinterp.surprisal import WORD_COLUMNS
+    from mechinterp.tokenization import tokenize_condition
+
+    keys, tts = [], []
+    for it in suite.items:
+        for c in it.conditions:
+            keys.append((it, c))
+            tts.append(tokenize_condition(model, c))
+    scores = truncated_word_scores(model, tts, k, config, batch_size)
+    rows = []
+    for (it, c), tt, (surp, ent) in zip(keys, tts, scores):
+        for w, word in enumerate(tt.words):
+            a, b = tt.word_spans[w]
+            reg = tt.word_regions[w]
+            rows.append({
+                "suite": suite.name, "construction": suite.construction_of(it), "item": it.number,
+                "condition": c.name, "ambiguous": c.ambiguous, "region": reg,
+                "region_name": suite.region_meta.get(reg, str(reg)), "word_index": w, "word": word,
+                "n_tokens": b - a, "surprisal_bits": surp[w], "entropy_bits": ent[w],
+            })
+    return pd.DataFrame(rows, columns=WORD_COLUMNS)
+
+
+def truncated_sentence_surprisal(model: "Model", texts: Sequence[str], k: int,
+                                 config: "SurprisalConfig | None" = None, batch_size: int = 64) -> pd.DataFrame:
+    """:func:`mechinterp.surprisal.sentence_surprisal` with each word's context cut to ``k`` tokens."""
+    from mechinterp.tokenization import tokenize_text
+
+    tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
+    scores = truncated_word_scores(model, tts, k, config, batch_size)
+    rows = []
+    for s, (tt, (surp, ent)) in enumerate(zip(tts, scores)):
+        for w, word in enumerate(tt.words):
+            a, b = tt.word_spans[w]
+            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
+                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,511 @@
+"""Typed activation sites, and reading them on any backend.
+
+A :class:`Site` is a value (layer, component, position, head); user code never builds hook-name strings.
+Components, for block ``L`` (all are ``[d_model]`` vectors at one token):
+
+* ``resid_pre(L)``: the residual stream entering block L. ``resid_pre(0)`` is the token embedding as the
+  first block receives it: for Gemma-3 *after* the ``sqrt(d_model)`` embedding scale, for GPT-2 the token plus
+  position embedding.
+* ``attn_out(L)``: exactly what the attention sublayer adds to the residual stream. Llama/SmolLM2: the
+  ``o_proj`` output. GPT-2: the ``attn.c_proj`` output, bias included. Gemma-2/3: the output of
+  ``post_attention_layernorm`` (Gemma normalises the attention output before adding it; see
+  ``Gemma3DecoderLayer.forward``).
+* ``resid_mid(L)`` = ``resid_pre(L) + attn_out(L)``: the residual stream between attention and MLP.
+* ``mlp_out(L)``: exactly what the MLP sublayer adds. Llama/GPT-2: the ``mlp`` output; Gemma-2/3: the
+  output of ``post_feedforward_layernorm``.
+* ``resid_post(L)`` = ``resid_mid(L) + mlp_out(L)``: the block's output, = ``resid_pre(L + 1)``.
+* ``head_out(L, h)``: head h's term of the attention output projection, ``z_h @ W_O[h]`` where ``z_h`` is
+  head h's slice of the ``o_proj`` input and ``W_O[h]`` its slice of the projection (no bias). For Llama,
+  ``attn_out = sum_h head_out``; for GPT-2, ``attn_out = sum_h head_out + b_O``. For Gemma-3 the
+  post-attention RMSNorm is nonlinear, so ``attn_out = post_attention_layernorm(sum_h head_out)``: head_out
+  there lives in the *pre-norm* attention output space, its sum is not attn_out, and patching a head means
+  replacing its term before the norm (the norm is then recomputed on the edited sum).
+
+Positions: :class:`TokenPos` (a token index, BOS = 0, negative from the end) or :class:`RegionPos` (a
+region of a stimulus condition, by number, region name or role -- ``ambiguous``, ``disambiguating``,
+``cue`` -- resolved through a :class:`~mechinterp.stimuli.types.Suite`, and which of its tokens:
+``last``, ``first``, ``all``, or the ``mean`` over them). Token positions come from
+:mod:`mechinterp.tokenization`, the one place positions are resolved.
+
+Backends: the same site gives the same tensor read through plain HF hooks (:mod:`mechinterp.hooks`),
+TransformerLens bridge hook points (``blocks.L.hook_resid_pre`` ...) or nnsight module proxies;
+``tests/test_sites.py`` compares all three.
+
+Site specs (:func:`parse_sites`), entries separated by commas::
+
+    COMPONENTS@LAYERS[:POSITION][:head=HEADS]
+    COMPONENTS  one or more components joined by '|'         resid_post | attn_out|mlp_out
+    LAYERS      '*', N, or N-M (inclusive), joined by '+'    0-17 | 3 | *  | 0-3+8
+    POSITION    token=I[+I...] or region=R[/WHICH][+R[/WHICH]...]  token=-1 | region=np/last+verb/mean
+                (a region without /WHICH takes the last one given, default 'last'; region=* = every region)
+    HEADS       '*', N or N-M joined by '+' (head_out only; default all heads)
+
+e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`` means every region
+(needs ``regions=``). A site without a position covers every token of the sequence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechinterp.errors import ConfigError, RegionError
+from mechinterp.tokenization import TokenizedText
+
+if TYPE_CHECKING:
+    from mechinterp.models import Backend, Model
+    from mechinterp.stimuli.types import Suite
+
+Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out"]
+COMPONENTS: tuple[Component, ...] = get_args(Component)
+RESIDUAL: tuple[Component, ...] = ("resid_pre", "resid_mid", "resid_post")
+Which = Literal["last", "first", "all", "mean"]
+WHICH: tuple[Which, ...] = get_args(Which)
+
+
+@dataclass(frozen=True)
+class TokenPos:
+    """A token index in the sequence (BOS = 0; negative counts from the end, -1 = last token)."""
+
+    index: int
+
+    @property
+    def label(self) -> str:
+        return f"token={self.index}"
+
+
+@dataclass(frozen=True)
+class RegionPos:
+    """Tokens of a region: by number, or by name / role (``ambiguous``, ``disambiguating``, ``cue``)
+    resolved with a Suite; ``which`` of its tokens (``mean`` averages them into one vector)."""
+
+    region: int | str
+    which: Which = "last"
+
+    def __post_init__(self) -> None:
+        if self.which not in WHICH:
+            raise ConfigError(f"region position {self.region!r}: 'which' must be one of {', '.join(WHICH)}, got {self.which!r}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.region}/{self.which}"
+
+
+Position = Union[TokenPos, RegionPos]
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where an activation lives: block ``layer``, ``component``, optional position and head."""
+
+    layer: int
+    component: Component
+    position: Position | None = None
+    head: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.component not in COMPONENTS:
+            raise ConfigError(f"unknown component {self.component!r}: choose one of {', '.join(COMPONENTS)}")
+        if self.head is not None and self.component != "head_out":
+            raise ConfigError(f"only head_out sites take a head (got {self.component} with head={self.head})")
+        if self.layer < 0:
+            raise ConfigError(f"layer must be >= 0, got {self.layer}")
+
+    @property
+    def position_label(self) -> str:
+        if self.position is None:
+            return "all"
+        return self.position.label
+
+    def __str__(self) -> str:
+        s = f"{self.component}@{self.layer}"
+        if isinstance(self.position, TokenPos):
+            s += f":token={self.position.index}"
+        elif isinstance(self.position, RegionPos):
+            s += f":region={self.position.region}/{self.position.which}"
+        if self.head is not None:
+            s += f":head={self.head}"
+        return s
+
+    def at(self, position: Position | None) -> "Site":
+        """This site at another position."""
+        return Site(self.layer, self.component, position, self.head)
+
+    @property
+    def unpositioned(self) -> "Site":
+        return Site(self.layer, self.component, None, self.head)
+
+
+# ---- parsing ----------------------------------------------------------------------------------------------
+def _ints(text: str, upper: int | None, what: str, entry: str) -> list[int]:
+    """'*', 'N', 'N-M', joined by '+'."""
+    out: list[int] = []
+    for part in text.split("+"):
+        part = part.strip()
+        if part in ("*", "all"):
+            if upper is None:
+                raise ConfigError(f"site spec {entry!r}: '{part}' {what} needs the number of {what}s")
+            out.extend(range(upper))
+            continue
+        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ConfigError(f"site spec {entry!r}: bad {what} {part!r} (use N, N-M, or *)")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise ConfigError(f"site spec {entry!r}: {what} range {part!r} is empty")
+        if upper is not None and (a < 0 or b >= upper):
+            raise ConfigError(f"site spec {entry!r}: {what} {part!r} is out of range 0-{upper - 1}")
+        out.extend(range(a, b + 1))
+    return list(dict.fromkeys(out))
+
+
+def _positions(text: str, entry: str, regions: Sequence[int | str] | None) -> list[Position]:
+    key, _, val = text.partition("=")
+    key = key.strip()
+    if not val:
+        raise ConfigError(f"site spec {entry!r}: bad position {text!r} (use token=I or region=R/which)")
+    if key == "token":
+        try:
+            return [TokenPos(int(v)) for v in val.split("+")]
+        except ValueError:
+            raise ConfigError(f"site spec {entry!r}: token position {val!r} is not an integer") from None
+    if key == "region":
+        pieces = [p.strip().partition("/") for p in val.split("+")]
+        default = pieces[-1][2] or "last"  # a piece without /WHICH takes the last piece's
+        out: list[Position] = []
+        for name, _, which in pieces:
+            which = which or default
+            if which not in WHICH:
+                raise ConfigError(f"site spec {entry!r}: bad token choice {which!r} (use {', '.join(WHICH)})")
+            if not name:
+                raise ConfigError(f"site spec {entry!r}: empty region name")
+            if name == "*":
+                if regions is None:
+                    raise ConfigError(f"site spec {entry!r}: region=* needs the list of regions (regions=)")
+                out.extend(RegionPos(r, which) for r in regions)  # type: ignore[arg-type]
+            else:
+                out.append(RegionPos(int(name) if name.lstrip("-").isdigit() else name, which))  # type: ignore[arg-type]
+        return out
+    raise ConfigError(f"site spec {entry!r}: unknown position kind {key!r} (use token= or region=)")
+
+
+def parse_sites(
+    spec: str, n_layers: int, n_heads: int | None = None, regions: Sequence[int | str] | None = None
+) -> list[Site]:
+    """Parse a site spec (grammar in the module docstring) into sites, in spec order
+    (component, layer, position, head). A bad part raises ConfigError naming it."""
+    if not spec or not spec.strip():
+        raise ConfigError("empty site spec: give e.g. 'resid_post@0-5:region=ambiguous/last'")
+    sites: list[Site] = []
+    for entry in spec.split(","):
+        entry = entry.strip()
+        if not entry:
+            raise ConfigError(f"site spec {spec!r} has an empty entry (two commas in a row?)")
+        comps_s, at, rest = entry.partition("@")
+        if not at:
+            raise ConfigError(f"site spec {entry!r}: missing '@LAYERS' (e.g. resid_post@0-5)")
+        comps = [c.strip() for c in comps_s.split("|")]
+        for c in comps:
+            if c not in COMPONENTS:
+                raise ConfigError(f"site spec {entry!r}: unknown component {c!r} (choose from {', '.join(COMPONENTS)})")
+        parts = rest.split(":")
+        layers = _ints(parts[0], n_layers, "layer", entry)
+        positions: list[Position | None] = [None]
+        heads_s: str | None = None
+        for p in parts[1:]:
+            p = p.strip()
+            if p.startswith("head="):
+                heads_s = p[len("head="):]
+            elif p.startswith(("token=", "region=")):
+                positions = list(_positions(p, entry, regions))
+            else:
+                raise ConfigError(f"site spec {entry!r}: unknown part {p!r} (use token=, region= or head=)")
+        if heads_s is not None and comps != ["head_out"]:
+            raise ConfigError(f"site spec {entry!r}: head= only applies to head_out alone")
+        for comp in comps:
+            heads: list[int | None] = [None]
+            if comp == "head_out":
+                heads = list(_ints(heads_s or "*", n_heads, "head", entry))
+            for L in layers:
+                for pos in positions:
+                    for h in heads:
+                        sites.append(Site(L, comp, pos, h))  # type: ignore[arg-type]
+    return list(dict.fromkeys(sites))
+
+
+# ---- positions ----------------------------------------------------------------------------------------------
+def region_number(region: int | str, suite: "Suite | None") -> int:
+    """A region's number from a number, a numeric string, or a name / role looked up in ``suite``."""
+    if isinstance(region, int):
+        return region
+    if str(region).lstrip("-").isdigit():
+        return int(region)
+    if suite is None:
+        raise RegionError(f"region {region!r} is a name: pass the suite (suite=) to resolve it, or use its number")
+    return suite.region_number(region)
+
+
+def resolve_positions(position: Position, tokenized: TokenizedText, suite: "Suite | None" = None) -> list[int]:
+    """Token indices of ``position`` in ``tokenized``. ``mean`` and ``all`` give every token of the region
+    (the caller averages for ``mean``). RegionError if the region is missing or empty or a token index is
+    out of range."""
+    n = len(tokenized)
+    if isinstance(position, TokenPos):
+        i = position.index + n if position.index < 0 else position.index
+        if not 0 <= i < n:
+            raise RegionError(f"token {position.index} is out of range for {tokenized.text!r} ({n} tokens incl. BOS)")
+        return [i]
+    if isinstance(position, RegionPos):
+        num = region_number(position.region, suite)
+        toks = tokenized.tokens_of_region(num)
+        if len(toks) == 0:
+            raise RegionError(f"region {position.region!r} (number {num}) is empty in {tokenized.text!r}")
+        if position.which == "last":
+            return [toks[-1]]
+        if position.which == "first":
+            return [toks[0]]
+        return list(toks)
+    raise ConfigError(f"not a position: {position!r}")
+
+
+def region_of_token(tokenized: TokenizedText, token: int) -> int:
+    """The region number a token belongs to (0 for BOS or a token outside every region)."""
+    for n, (a, b) in tokenized.region_spans.items():
+        if a <= token < b:
+            return int(n)
+    return 0
+
+
+# ---- reading on the three backends ----------------------------------------------------------------------------
+_TL_NAMES = {
+    "resid_pre": "hook_resid_pre",
+    "resid_mid": "hook_resid_mid",
+    "resid_post": "hook_resid_post",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "head_out": "attn.hook_z",
+}
+
+
+def tl_hook_name(site: Site) -> str:
+    """The TransformerLens hook point that holds ``site`` (``head_out`` reads ``attn.hook_z``, the per-head
+    input of W_O, and multiplies by the head's W_O slice). Internal: user code passes Sites."""
+    return f"blocks.{site.layer}.{_TL_NAMES[site.component]}"
+
+
+Key = tuple  # (layer, component, head)
+
+
+def _key(site: Site) -> Key:
+    return (site.layer, site.component, site.head)
+
+
+def _stop(keys: Iterable[Key]) -> tuple[int, bool]:
+    """(layer, before): the earliest point where every key has been read."""
+    last = max(k[0] for k in keys)
+    only_pre = all(k[1] == "resid_pre" for k in keys if k[0] == last)
+    return last, only_pre
+
+
+def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
+    from mechinterp.hooks import read_sites, run_until
+
+    sites = [Site(L, c, None, h) for L, c, h in keys]
+    last, before = _stop(keys)
+    with read_sites(model, sites) as caps:
+        run_until(model, last, before=before, **inputs)
+    return {_key(s): caps[s].value for s in sites}
+
+
+def _read_tl(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
+    from mechinterp.hooks import head_contribution
+
+    names = {tl_hook_name(Site(L, c, None, h)) for L, c, h in keys}
+    last, _ = _stop(keys)
+    _, cache = model.tl.run_with_cache(
+        inputs["input_ids"], attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"],
+        names_filter=lambda n: n in names, stop_at_layer=last + 1, use_cache=False,
+    )
+    out = {}
+    for L, c, h in keys:
+        t = cache[tl_hook_name(Site(L, c, None, h))]
+        if c == "head_out":
+            t = head_contribution(model, L, h, t.flatten(-2))
+        out[(L, c, h)] = t.detach()
+    return out
+
+
+def _envoy(root: Any, path: str) -> Any:
+    for part in path.split("."):
+        root = root[int(part)] if part.isdigit() else getattr(root, part)
+    return root
+
+
+_ORDER = {"resid_pre": 0, "head_out": 1, "attn_out": 2, "resid_mid": 3, "mlp_out": 4, "resid_post": 5}
+
+
+def _read_nnsight(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
+    from mechinterp.hooks import head_contribution, layout_of
+
+    lay = layout_of(model)
+    lm = model.nnsight
+    base = getattr(lm, model.hf.base_model_prefix)
+    blocks = _envoy(base, lay.blocks)
+    box: dict[Key, Any] = {}
+    # nnsight needs module accesses in execution order
+    order = sorted(keys, key=lambda k: (k[0], _ORDER[k[1]], -1 if k[2] is None else k[2]))
+    with lm.trace(dict(inputs), use_cache=False) as tracer:
+        for L, c, h in order:
+            blk = blocks[L]
+            if c == "resid_pre":
+                box[(L, c, h)] = blk.input.save()
+            elif c == "resid_post":
+                box[(L, c, h)] = blk.output.save()
+            elif c == "attn_out":
+                box[(L, c, h)] = _envoy(blk, lay.attn_add).output.save()
+            elif c == "mlp_out":
+                box[(L, c, h)] = _envoy(blk, lay.mlp_add).output.save()
+            elif c == "resid_mid":
+                box[(L, c, h)] = _envoy(blk, lay.mlp_norm).input.save()
+            elif c == "head_out":
+                box[(L, c, h)] = _envoy(blk, lay.o_proj).input.save()
+        tracer.stop()
+    out = {}
+    for L, c, h in keys:
+        t = box[(L, c, h)]
+        t = t[0] if isinstance(t, tuple) else t
+        if c == "head_out":
+            t = head_contribution(model, L, h, t)
+        out[(L, c, h)] = t.detach()
+    return out
+
+
+_READERS = {"hf": _read_hf, "transformer_lens": _read_tl, "nnsight": _read_nnsight}
+
+
+def read_batch(
+    model: "Model", batch: Any, sites: Sequence[Site], backend: "Backend" = "hf"
+) -> dict[Site, Float[Tensor, "batch seq d"]]:
+    """Full ``[batch, seq, d_model]`` activations of ``sites`` (positions ignored) for a padded
+    :class:`~mechinterp.forward.Batch`, stopping after the last layer needed."""
+    if backend not in _READERS:
+        raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(_READERS)}")
+    for s in sites:
+        if not s.layer < model.n_layers:
+            raise ConfigError(f"site {s}: layer {s.layer} is out of range (model has layers 0-{model.n_layers - 1})")
+        if s.component == "head_out" and (s.head is None or not 0 <= s.head < model.n_heads):
+            raise ConfigError(f"site {s}: head_out needs a head in 0-{model.n_heads - 1}")
+    keys = list(dict.fromkeys(_key(s) for s in sites))
+    inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+    with torch.no_grad():
+        got = _READERS[backend](model, inputs, keys)
+    return {s: got[_key(s)] for s in sites}
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Activations per site, one row per (sequence, position), and for each row its sequence index and token
+    index (``-1`` for a ``mean`` row)."""
+
+    tensors: dict[Site, Float[Tensor, "n d"]]
+    rows: dict[Site, torch.Tensor]  # int64 [n, 2]: (sequence index, token index)
+
+
+def _row_tokens(site: Site, seq: TokenizedText, suite: "Suite | None") -> list[int]:
+    if site.position is None:
+        return list(range(len(seq)))
+    return resolve_positions(site.position, seq, suite)
+
+
+def collect_rows(
+    model: "Model",
+    seqs: Sequence[TokenizedText],
+    sites: Sequence[Site],
+    backend: "Backend" = "hf",
+    batch_size: int = 16,
+    suite: "Suite | None" = None,
+    missing: Literal["raise", "skip"] = "raise",
+) -> Collected:
+    """Like :func:`collect`, also returning which (sequence, token) each row came from. With
+    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it."""
+    from mechinterp.forward import batches, pad_batch
+
+    if not sites:
+        raise ConfigError("no sites to collect")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    # batches of similar length (less padding); results go back to sequence order
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    per_seq: dict[Site, dict[int, tuple[Tensor, list[tuple[int, int]]]]] = {s: {} for s in sites}
+    for idx in batches(len(order), batch_size):
+        ids = [order[k] for k in idx]
+        chunk = [seqs[i] for i in ids]
+        batch = pad_batch([s.input_ids for s in chunk], model.pad_token_id, "right", device=model.device)
+        acts = read_batch(model, batch, [s.unpositioned for s in sites], backend)
+        for site in sites:
+            act = acts[site.unpositioned]
+            for b, (j, seq) in enumerate(zip(ids, chunk)):
+                try:
+                    toks = _row_tokens(site, seq, suite)
+                except RegionError:
+                    if missing == "skip":
+                        continue
+                    raise
+                off = batch.offsets[b]
+                x = act[b, [off + t for t in toks]]
+                if isinstance(site.position, RegionPos) and site.position.which == "mean":
+                    per_seq[site][j] = (x.mean(0, keepdim=True), [(j, -1)])
+                else:
+                    per_seq[site][j] = (x, [(j, t) for t in toks])
+    vals = {s: [per_seq[s][j][0] for j in sorted(per_seq[s])] for s in sites}
+    rows = {s: [r for j in sorted(per_seq[s]) for r in per_seq[s][j][1]] for s in sites}
+    d = model.d_model
+    return Collected(
+        tensors={s: torch.cat(v).float().cpu() if v else torch.empty(0, d) for s, v in vals.items()},
+        rows={s: torch.tensor(r, dtype=torch.long).reshape(-1, 2) for s, r in rows.items()},
+    )
+
+
+def collect(
+    model: "Model",
+    seqs: Sequence[TokenizedText],
+    sites: Sequence[Site],
+    backend: "Backend" = "hf",
+    batch_size: int = 16,
+    suite: "Suite | None" = None,
+) -> dict[Site, Float[Tensor, "n d"]]:
+    """Activations of ``sites`` for ``seqs``: for each site a ``[n, d_model]`` tensor with one row per
+    sequence, in order (positions ``last``/``first``/``mean`` and TokenPos). Position ``all`` (and a site
+    without a position) gives one row per token instead: each sequence's tokens in order, sequences
+    concatenated in order (use :func:`collect_rows` to get each row's sequence and token).
+
+    Sequences are right-padded in batches of ``batch_size`` (grouped by length) and the forward pass stops after the last layer
+    any site needs; results do not depend on the batch size or padding (tested). Region names are resolved
+    with ``suite``. A missing or empty region raises RegionError."""
+    return collect_rows(model, seqs, sites, backend, batch_size, suite).tensors
+
+
+def collect_tokens(
+    model: "Model",
+    seqs: Sequence[TokenizedText],
+    layer: int,
+    component: Component,
+    backend: "Backend" = "hf",
+    batch_size: int = 16,
+    skip_bos: bool = True,
+    head: int | None = None,
+) -> Float[Tensor, "n_tokens d"]:
+    """One row per real (non-pad) token of every sequence, in order, BOS left out unless ``skip_bos=False``
+    (for SAE training: Gemma's BOS has a huge norm)."""
+    site = Site(layer, component, None, head)
+    got = collect_rows(model, seqs, [site], backend, batch_size)
+    x, rows = got.tensors[site], got.rows[site]
+    if skip_bos:
+        x = x[rows[:, 1] != 0]
+    return x

@@ -1,0 +1,255 @@
+"""Sweep files: a TOML file naming models x suites x sites x probe settings x seeds.
+
+Example (``probes/readings.toml``)::
+
+    [sweep]
+    name = "readings"               # the results store defaults to out/sweeps/<name>
+    executor = "local"              # or "ray"
+    # ray_address = "auto"          # join a running Ray cluster; unset = start a local Ray instance
+
+    [grid]
+    models = ["gemma3-270m", "smollm2-135m"]
+    suites = ["npz", "nps", "mvrr", "lexcat"]
+    seeds = [0, 1, 2]
+
+    [sites]
+    layers = "every 2"              # "all", "every N" (0, N, 2N ... and the last layer), "N-M", or [0, 5, -1]
+    components = ["resid_post"]
+
+    [probe]                         # any field of ProbeSettings; a list sweeps over its values
+    C = [0.1, 1.0]
+    n_per_class = 150
+
+Errors name the bad key and its line: TOML syntax errors come with tomllib's position, validation errors
+(pydantic) are mapped back to the line of the key they concern.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mechinterp.errors import ConfigError
+from mechinterp.probes.train import ProbeSettings
+
+Executor = Literal["local", "ray"]
+Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+
+_LAYERS = re.compile(r"^\s*(all|every\s*:?\s*(\d+)|(\d+)\s*-\s*(\d+))\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SweepSection(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[\w.\-]+$")
+    store: str | None = None
+    executor: Executor = "local"
+    ray_address: str | None = None
+    ray_cpus_per_job: float = Field(1.0, gt=0)
+    backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
+    batch_size: int = Field(32, ge=1, le=1024)
+    figures: bool = True
+
+
+class GridSection(_Strict):
+    models: list[str] = Field(min_length=1)
+    suites: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class SitesSection(_Strict):
+    layers: str | list[int] = "all"
+    components: list[Component] = Field(default_factory=lambda: ["resid_post"], min_length=1)
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: str | list[int]) -> str | list[int]:
+        if isinstance(v, str) and not _LAYERS.match(v):
+            raise ValueError(f"layers {v!r}: use 'all', 'every N', 'N-M' or a list of layer numbers")
+        if isinstance(v, list) and not v:
+            raise ValueError("layers: the list is empty")
+        return v
+
+
+class SweepConfig(_Strict):
+    sweep: SweepSection
+    grid: GridSection
+    sites: SitesSection = Field(default_factory=SitesSection)
+    probe: dict[str, Any] = Field(default_factory=dict)
+
+    def probe_variants(self) -> list[ProbeSettings]:
+        """Every combination of the [probe] values (a list sweeps over its values)."""
+        keys = list(self.probe)
+        values = [v if isinstance(v, list) else [v] for v in self.probe.values()]
+        out = []
+        for combo in itertools.product(*values):
+            out.append(ProbeSettings(**dict(zip(keys, combo))))
+        return out
+
+
+def resolve_layers(spec: str | list[int], n_layers: int) -> list[int]:
+    """Layer numbers for a model with ``n_layers`` blocks (negative numbers count from the end)."""
+    if isinstance(spec, list):
+        out = []
+        for L in spec:
+            L2 = L + n_layers if L < 0 else L
+            if not 0 <= L2 < n_layers:
+                raise ConfigError(f"layer {L} is out of range for a model with {n_layers} layers")
+            out.append(L2)
+        return sorted(dict.fromkeys(out))
+    m = _LAYERS.match(spec)
+    if not m:
+        raise ConfigError(f"layers {spec!r}: use 'all', 'every N', 'N-M' or a list of layer numbers")
+    if m.group(1) == "all":
+        return list(range(n_layers))
+    if m.group(2):
+        step = int(m.group(2))
+        if step < 1:
+            raise ConfigError(f"layers {spec!r}: the step must be at least 1")
+        return sorted(set(range(0, n_layers, step)) | {n_layers - 1})
+    a, b = int(m.group(3)), int(m.group(4))
+    if not 0 <= a <= b < n_layers:
+        raise ConfigError(f"layers {spec!r} is out of range for a model with {n_layers} layers (0-{n_layers - 1})")
+    return list(range(a, b + 1))
+
+
+# ---- where keys are in the file ------------------------------------------------------------------------------
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+
+def _split_key(k: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("\"'") for p in re.findall(r"""[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'""", k))
+
+
+def key_lines(text: str) -> dict[tuple, int]:
+    """Line number (1-based) of every table header and key, by dotted path (array-of-table entries get their
+    index). Multi-line strings and arrays are skipped over, good enough for error messages."""
+    lines: dict[tuple, int] = {}
+    table: tuple = ()
+    counts: dict[tuple, int] = {}
+    depth = 0  # open brackets of a multi-line array
+    for i, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
+        if depth > 0:
+            depth += stripped.count("[") - stripped.count("]")
+            continue
+        h = _HEADER.match(line)
+        if h:
+            path = _split_key(h.group(2))
+            if h.group(1) == "[[":
+                idx = counts.get(path, 0)
+                counts[path] = idx + 1
+                lines.setdefault(path, i)
+                table = (*path, idx)
+            else:
+                table = path
+            lines.setdefault(table, i)
+            continue
+        k = _KEY.match(line)
+        if k:
+            path = (*table, *_split_key(k.group(1)))
+            lines.setdefault(path, i)
+            rest = stripped[k.end():]
+            depth = max(0, rest.count("[") - rest.count("]"))
+    return lines
+
+
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> tuple[int | None, tuple]:
+    for n in range(len(loc), 0, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])], tuple(loc[:n])
+    return None, ()
+
+
+def _fmt_loc(loc: tuple) -> str:
+    if not loc:
+        return "(top level)"
+    head = ".".join(str(x) for x in loc if not isinstance(x, int))
+    idx = "".join(f"[{x}]" for x in loc if isinstance(x, int))
+    return head + idx
+
+
+def _validation_error(path: Path, text: str, exc: ValidationError, prefix: tuple = ()) -> ConfigError:
+    lines = key_lines(text)
+    msgs = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        line, _ = _line_of(loc, lines)
+        where = f"{path}:{line}" if line else f"{path}"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+            shown = ""
+        msgs.append(f"{where}: {_fmt_loc(loc)}: {msg}{shown}")
+    return ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
+
+
+def _near_key(src: list[str], line_no: int) -> str:
+    """The key a TOML syntax error at ``line_no`` belongs to: the key on that line, else a key above whose
+    array or inline table is still open, else the nearest key or table above."""
+    if 0 < line_no <= len(src):
+        k = _KEY.match(src[line_no - 1])
+        if k:
+            return f" (key {'.'.join(_split_key(k.group(1)))!r})"
+    nearest = ""
+    for j in range(min(line_no, len(src) + 1) - 2, -1, -1):
+        k = _KEY.match(src[j])
+        if k:
+            body = src[j][k.end():] + "".join(src[j + 1: line_no - 1])
+            name = ".".join(_split_key(k.group(1)))
+            if body.count("[") + body.count("{") > body.count("]") + body.count("}"):
+                return f" (key {name!r}: its value is not closed)"
+            nearest = nearest or f" (after key {name!r})"
+        elif not nearest and _HEADER.match(src[j]):
+            nearest = f" (in table [{_HEADER.match(src[j]).group(2)}])"
+    return nearest
+
+
+def parse_sweep(text: str, path: str | Path = "<sweep>") -> SweepConfig:
+    """Parse and validate a sweep file's text. ConfigError names the file, line and key of every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            line_no, col = int(m.group(1)), int(m.group(2))
+            near = _near_key(text.splitlines(), line_no)
+            base = msg[: m.start()].strip()
+            raise ConfigError(f"{path}:{line_no}:{col}: invalid TOML{near}: {base}") from None
+        raise ConfigError(f"{path}: invalid TOML: {msg}") from None
+    try:
+        cfg = SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(path, text, exc) from None
+    for key, v in cfg.probe.items():
+        if isinstance(v, list) and not v:
+            line, _ = _line_of(("probe", key), key_lines(text))
+            raise ConfigError(f"invalid sweep file:\n  {path}:{line}: probe.{key}: the list is empty")
+    try:
+        cfg.probe_variants()
+    except ValidationError as exc:
+        raise _validation_error(path, text, exc, prefix=("probe",)) from None
+    return cfg
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"sweep file {path} does not exist")
+    if path.suffix.lower() != ".toml":
+        raise ConfigError(f"sweep file {path}: expected a .toml file")
+    return parse_sweep(path.read_text(), path)

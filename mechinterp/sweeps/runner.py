@@ -1,0 +1,146 @@
+"""Run a sweep file: expand it into jobs, skip the finished ones, run the rest on an executor with a progress
+bar, commit each result as it arrives, then rebuild the combined tables and figures of the sweep."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mechinterp.provenance import Provenance
+from mechinterp.sweeps.config import SweepConfig, load_sweep
+from mechinterp.sweeps.executors import Executor, make_executor
+from mechinterp.sweeps.jobs import JobSpec, expand, job_summary
+from mechinterp.sweeps.store import TABLES, ResultsStore
+from mechinterp.tables import write_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepOutcome:
+    store: Path
+    n_jobs: int
+    skipped: int
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, Path] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def store_path(cfg: SweepConfig, override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override)
+    if cfg.sweep.store:
+        return Path(cfg.sweep.store)
+    return Path("out") / "sweeps" / cfg.sweep.name
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def run_sweep(
+    path: str | Path,
+    store: str | Path | None = None,
+    executor: str | Executor | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    dry_run: bool = False,
+    show_progress: bool = True,
+) -> SweepOutcome:
+    path = Path(path)
+    cfg = load_sweep(path)
+    jobs = expand(cfg, path.parent.resolve())
+    st = ResultsStore(store_path(cfg, store))
+    done = st.done() if st.jobs_dir.exists() else set()
+    todo = [j for j in jobs if j.job_id not in done]
+    outcome = SweepOutcome(store=st.root, n_jobs=len(jobs), skipped=len(jobs) - len(todo))
+    if dry_run:
+        for j in jobs:
+            print(f"{'done ' if j.job_id in done else 'to do'}  {j.job_id}")
+        return outcome
+    removed = st.prepare()
+    if removed:
+        log.warning("removed %d half-written entries left by an interrupted run: %s", len(removed), ", ".join(removed))
+    shutil.copyfile(path, st.root / ".sweep.toml.tmp")
+    os.replace(st.root / ".sweep.toml.tmp", st.root / "sweep.toml")
+    _write_json(st.root / "sweep.json", {"sweep_file": str(path.resolve()), "config": cfg.model_dump(mode="json"),
+                                         **job_summary(jobs)})
+
+    if isinstance(executor, str) or executor is None:
+        kind = executor or cfg.sweep.executor
+        ex = make_executor(kind, ray_address or cfg.sweep.ray_address, cfg.sweep.ray_cpus_per_job, num_cpus)
+    else:
+        ex = executor
+    disable = (not show_progress) or bool(os.environ.get("MECHINTERP_NO_PROGRESS"))
+    bar = tqdm(total=len(jobs), initial=outcome.skipped, desc=f"sweep {cfg.sweep.name}", unit="job",
+               disable=disable, dynamic_ncols=True, file=sys.stderr)
+
+    def on_result(res) -> None:
+        if st.is_done(res.job_id):  # another sweep on this store finished it first
+            bar.update(1)
+            return
+        st.commit(res)
+        outcome.ran.append(res.job_id)
+        bar.set_postfix_str(f"{JobSpec.model_validate(res.spec).describe()} {res.info.get('seconds', 0):.0f}s")
+        bar.update(1)
+
+    def on_error(job: JobSpec, exc: BaseException) -> None:
+        st.record_failure(job.job_id, job.model_dump(mode="json"), exc)
+        outcome.failed[job.job_id] = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s: %s", job.job_id, type(exc).__name__, exc)
+        bar.update(1)
+
+    try:
+        ex.run(todo, on_result, on_error, skip=lambda j: st.is_done(j.job_id))
+    finally:
+        bar.close()
+    ids = [j.job_id for j in jobs if st.is_done(j.job_id)]
+    outcome.tables, outcome.figures = collect(st, ids, cfg, figures=cfg.sweep.figures)
+    return outcome
+
+
+def collect(st: ResultsStore, job_ids: list[str], cfg: SweepConfig | None = None, figures: bool = True):
+    """Write the sweep's combined tables (finished jobs only) and summary tables and figures."""
+    from mechinterp.probes.figures import write_figures
+    from mechinterp.probes.readout import DecisionRule
+    from mechinterp.probes.summary import best_sites, summarise_metrics, summarise_verdicts, verdict_counts
+
+    if not job_ids:
+        return {}, []
+    infos = [st.job_info(j) for j in job_ids]
+    prov = Provenance(
+        command="mechinterp sweep", config=cfg.model_dump(mode="json") if cfg else {},
+        model={"models": sorted({json.dumps(i["model"], sort_keys=True) for i in infos})},
+        suite={"suites": sorted({json.dumps(i["suite"], sort_keys=True) for i in infos})},
+        extra={"jobs": job_ids},
+    )
+    out: dict[str, Path] = {}
+    frames = {}
+    for name in TABLES:
+        df = st.table(name, job_ids)
+        frames[name] = df
+        out[name] = write_table(df, st.root / f"{name}.parquet", prov)
+    min_acc = min((i["spec"]["probe"]["min_accuracy"] for i in infos), default=0.6)
+    ms = summarise_metrics(frames["metrics"])
+    vs = summarise_verdicts(frames["verdicts"], DecisionRule(min_accuracy=min_acc))
+    best = best_sites(ms, vs)
+    for name, df in (("metrics_summary", ms), ("verdicts_summary", vs), ("best_sites", best),
+                     ("verdict_counts", verdict_counts(vs))):
+        out[name] = write_table(df, st.root / f"{name}.parquet", prov)
+    figs = write_figures(ms, vs, st.root / "figures") if figures else []
+    return out, figs

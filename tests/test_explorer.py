@@ -1,0 +1,424 @@
+"""The Streamlit explorer: every page under Streamlit's AppTest (tiny random model, demo results written by the
+same functions the CLI uses), bad input shown as messages, and the library helpers behind the pages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import NATURAL_STORIES, SAP_DIR
+from mechinterp.errors import ConfigError, RegionError
+from mechinterp.explore import compute, inputs
+from mechinterp.explore.demo import build_demo
+from mechinterp.explore.results import classify, read_kind, scan
+from mechinterp.stimuli import load_suite
+
+APP = Path(__file__).resolve().parents[1] / "apps" / "explorer.py"
+PAGES = ["sentence", "probes", "patching", "saes", "collapse", "humans", "results"]
+
+
+# ---- fixtures -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def demo_results(tiny_model, tmp_path_factory) -> Path:
+    """Demo results of the tiny model (built once per session; test_browser.py reuses the same directory)."""
+    root = tmp_path_factory.getbasetemp() / "explorer-demo"
+    ns = NATURAL_STORIES if NATURAL_STORIES.exists() else None
+    return build_demo(tiny_model, root, naturalstories=ns)
+
+
+@pytest.fixture
+def app(tiny_dirs, demo_results, monkeypatch):
+    """A fresh AppTest of the explorer on the tiny model and the demo results, already run once."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MECHINTERP_EXPLORER_MODEL", str(tiny_dirs["llama"]))
+    monkeypatch.setenv("MECHINTERP_EXPLORER_RESULTS", str(demo_results))
+    monkeypatch.setenv("MECHINTERP_EXPLORER_SUITE", "npz")
+    at = AppTest.from_file(str(APP), default_timeout=240)
+    at.run()
+    return at
+
+
+def page(at, name: str):
+    at.switch_page(f"explorer_pages/{name}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def messages(at) -> str:
+    return " | ".join(e.value for e in list(at.error) + list(at.warning) + list(at.info))
+
+
+def no_errors(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def chart_spec(at, key: str) -> dict:
+    el = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return json.loads(el.proto.spec)
+
+
+def arr(v) -> np.ndarray:
+    """A plotly JSON array: a list, or the typed-array form {"dtype", "bdata", "shape"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape:
+            a = a.reshape([int(x) for x in str(shape).split(",")])
+        return a.astype(float)
+    return np.array(v, dtype=float)
+
+
+# ---- pages --------------------------------------------------------------------------------------------------
+def test_sentence_page_shows_surprisal_entropy_and_effects(app, tiny_model):
+    no_errors(app)
+    suite = load_suite("npz")
+    item = suite.items[0]
+    words = compute.item_words(tiny_model, suite, item)
+    eff = compute.item_effects(words, suite, item)
+    metrics = {m.label: m.value for m in app.metric}
+    for _, r in eff.iterrows():
+        assert metrics[f"Effect at ROI {int(r['roi'])} ({r['word']})"] == f"{r['effect_bits']:+.2f} bits"
+    table = next(d.value for d in app.dataframe if "entropy_bits" in d.value.columns)
+    assert np.allclose(table["surprisal_bits"], words["surprisal_bits"]) and np.allclose(table["entropy_bits"],
+                                                                                          words["entropy_bits"])
+    assert "This item among the suite (saved effects)" in [s.value for s in app.subheader]
+    # the disambiguating word is red, the ambiguous words orange
+    spec = chart_spec(app, "surprisal_fig")
+    colours = spec["data"][0]["marker"]["color"]
+    amb = words[words["condition"] == "ambiguous"].sort_values("word_index")
+    assert [c == "#d62728" for c in colours] == list(amb["region"] == suite.ambiguity.disambiguating_region)
+    assert [c == "#ff9f1c" for c in colours] == list(amb["region"] == suite.ambiguity.ambiguous_region)
+
+
+def test_picking_another_item_changes_the_page(app):
+    app.sidebar.selectbox(key="item").set_value("5").run()
+    no_errors(app)
+    assert "soup" in " ".join(m.value for m in app.markdown)
+    assert any("boiled" in m.label for m in app.metric)
+
+
+def test_probes_page_applies_saved_probes(app, tiny_model, demo_results):
+    page(app, "probes")
+    no_errors(app)
+    assert "Verdicts for NP/Z (saved)" in [s.value for s in app.subheader]
+    # the on-demand curve equals the readout the sweep saved for item 1
+    spec = chart_spec(app, "probe_fig")
+    got = {t["name"]: t["y"] for t in spec["data"] if t.get("mode") == "lines+markers"}
+    readout = pd.read_parquet(demo_results / "sweeps" / "demo" / "readout.parquet")
+    r = readout[readout["item"].astype(str) == "1"]
+    for cond in ("ambiguous", "unambiguous"):
+        saved = r[r["condition"] == cond].sort_values("layer")["p_preferred"].to_numpy()
+        assert np.allclose(arr(got[cond]), saved, atol=1e-5)
+
+
+def test_probes_page_without_probes_says_so(app, tmp_path):
+    app.sidebar.text_input(key="results").input(str(tmp_path)).run()
+    page(app, "probes")
+    assert "No saved reading probes" in messages(app)
+    assert not app.exception
+
+
+def test_patching_page_saved_and_on_demand_agree(app, demo_results):
+    page(app, "patching")
+    no_errors(app)
+    assert [s.value for s in app.subheader][:2] == ["Saved", "Run on demand"]
+    saved = chart_spec(app, "heat_saved")["data"][0]
+    app.button(key="run_patch").click().run()
+    no_errors(app)
+    live = chart_spec(app, "heat_live")["data"][0]
+    assert saved["x"] == live["x"] and np.allclose(arr(saved["y"]), arr(live["y"]))
+    assert np.allclose(arr(saved["z"]), arr(live["z"]), atol=1e-4, equal_nan=True)
+    table = pd.read_parquet(demo_results / "patch.parquet")
+    grid = compute.patching_grid(table[table["item"].astype(str) == "1"], "clean_to_corrupt", "resid_pre")
+    assert np.allclose(grid.to_numpy(), arr(saved["z"]), atol=1e-6, equal_nan=True)
+
+
+def test_saes_page_shows_feature_activations(app, tiny_model, demo_results):
+    page(app, "saes")
+    no_errors(app)
+    app.slider(key="sae_n").set_value(4).run()
+    no_errors(app)
+    ranking = app.dataframe[0].value
+    assert 1 <= len(ranking) <= 4 and {"feature", "score", "at_ambiguous_ambiguous"} <= set(ranking.columns)
+    assert sum(1 for c in app.get("plotly_chart") if "sae_" in c.proto.id) == 2  # one heatmap per condition
+    from mechinterp.saes.load import load_sae
+
+    suite = load_suite("npz")
+    res = compute.sae_item_activations(tiny_model, load_sae(demo_results / "sae"), suite, suite.items[0], 4)
+    assert ranking["feature"].tolist() == res.ranking["feature"].tolist()
+    assert (res.ranking["score"].diff().dropna() <= 1e-9).all()  # sorted by how much the conditions differ
+
+
+def test_collapse_page_switches_an_intervention_on(app, tiny_model):
+    page(app, "collapse")
+    no_errors(app)
+    assert "intervention is off" in messages(app)
+    app.selectbox(key="iv_kind").set_value("truncate").run()
+    app.slider(key="iv_k").set_value(2).run()
+    app.toggle(key="iv_on").set_value(True).run()
+    no_errors(app)
+    assert "truncate:k=2" in " ".join(s.value for s in app.success)
+    from mechinterp.interventions.truncation import Truncation
+
+    suite = load_suite("npz")
+    item = suite.items[0]
+    base = compute.item_effects(compute.item_words(tiny_model, suite, item), suite, item)
+    trunc = compute.item_effects(compute.item_words(tiny_model, suite, item, Truncation(2)), suite, item)
+    metrics = {m.label: (m.value, m.delta) for m in app.metric}
+    for (_, a), (_, b) in zip(base.iterrows(), trunc.iterrows()):
+        value, delta = metrics[f"Effect at ROI {int(a['roi'])} ({a['word']})"]
+        assert value == f"{b['effect_bits']:+.2f} bits"
+        assert delta == f"{b['effect_bits'] - a['effect_bits']:+.2f} bits vs original"
+    # the intervention stays on when another page is shown and the user comes back
+    page(app, "humans")
+    assert any("intervention: truncate:k=2" in c for d in app.dataframe for c in map(str, d.value.columns))
+    page(app, "collapse")
+    assert app.toggle(key="iv_on").value is True
+
+
+def test_humans_page_compares_with_sap(app, demo_results):
+    page(app, "humans")
+    no_errors(app)
+    spec = chart_spec(app, "human_fig")
+    names = [t["name"] for t in spec["data"]]
+    assert names[0] == "humans (SAP Benchmark)"
+    human = compute.human_effects("NP/Z")
+    h = human[human["source"] == "human"].sort_values("roi")
+    assert np.allclose(arr(spec["data"][0]["y"]), h["effect"])
+    if (demo_results / "link.json").exists():  # a saved link: the item's predicted ms is drawn too
+        assert any(n.endswith(": original") for n in names)
+        assert "Saved comparison for the suite" in [s.value for s in app.subheader]
+
+
+def test_results_page_lists_what_was_found(app, demo_results):
+    page(app, "results")
+    no_errors(app)
+    found = app.dataframe[0].value
+    whats = set(found["what"])
+    assert {"table: patching", "table: words", "table: item_effects", "SAE", "sweep store", "probe"} <= whats
+
+
+def test_lexcat_and_sap_suites_load(app):
+    app.sidebar.selectbox(key="suite").set_value("lexcat").run()
+    no_errors(app)
+    assert app.metric
+    if (SAP_DIR / "stimuli" / "items_ClassicGP.csv").exists():
+        sap = str(SAP_DIR.resolve() / "stimuli" / "items_ClassicGP.csv")
+        options = app.sidebar.selectbox(key="suite").options
+        if sap in options:
+            app.sidebar.selectbox(key="suite").set_value(sap).run()
+            no_errors(app)
+            assert app.sidebar.selectbox(key="item").value.startswith(("MV/RR:", "NP/S:", "NP/Z:"))
+
+
+# ---- typed sentences and bad input --------------------------------------------------------------------------
+def typed(at, sentence: str, amb: str = "", dis: str = "", control: str = "", construction: str = "NP/Z"):
+    at.sidebar.radio(key="source").set_value("Typed sentence").run()
+    at.sidebar.text_area(key="sentence").input(sentence)
+    at.sidebar.text_input(key="ambiguous_words").input(amb)
+    at.sidebar.text_input(key="disambiguating_words").input(dis)
+    at.sidebar.text_area(key="control").input(control)
+    at.sidebar.selectbox(key="construction").set_value(construction)
+    at.run()
+    return at
+
+
+def test_typed_sentence_pair_gets_effects(app, tiny_model):
+    typed(app, "While the man hunted the deer ran into the woods.", "the deer", "ran",
+          "While the man hunted, the deer ran into the woods.")
+    no_errors(app)
+    suite = inputs.custom_suite("While the man hunted the deer ran into the woods.", "ran", "the deer",
+                                "While the man hunted, the deer ran into the woods.", "NP/Z")
+    eff = compute.item_effects(compute.item_words(tiny_model, suite, suite.items[0]), suite, suite.items[0])
+    assert {m.label: m.value for m in app.metric}["Effect at ROI 0 (ran)"] == f"{eff['effect_bits'].iloc[0]:+.2f} bits"
+    for name in ("probes", "patching", "saes", "collapse", "humans"):
+        page(app, name)
+        no_errors(app)
+
+
+def test_typed_sentence_without_control(app):
+    typed(app, "The old man the boats.", "man", "the boats")
+    no_errors(app)
+    assert "Only one version" in messages(app)
+    page(app, "patching")
+    assert "needs both versions" in messages(app)
+    page(app, "humans")
+    assert not app.exception
+
+
+@pytest.mark.parametrize("sentence,amb,dis,expected", [
+    ("", "", "ran", "the sentence is empty"),
+    ("   ", "the deer", "ran", "the sentence is empty"),
+    ("word " * 80, "", "word", "too long"),
+    ("x" * 500, "", "x", "too long"),
+    ("While the man hunted the deer ran.", "the cat", "ran", "'the cat' does not match any words of the sentence"),
+    ("While the man hunted the deer ran.", "the deer", "fled", "'fled' does not match"),
+    ("While the man hunted the deer ran.", "the deer", "hunted", "after the ambiguous words"),
+    ("While the man hunted the deer ran.", "the deer", "", "name the disambiguating word"),
+    ("While the man hunted the deer ran.", "the deer", ",", "no words to match"),
+])
+def test_bad_typed_input_gets_a_message(app, sentence, amb, dis, expected):
+    typed(app, sentence, amb, dis)
+    assert not app.exception
+    assert expected in " ".join(e.value for e in app.error), [e.value for e in app.error]
+    page(app, "collapse")  # every page shows the message, none a traceback
+    assert expected in " ".join(e.value for e in app.error)
+
+
+def test_unknown_item_in_the_link_gets_a_message(tiny_dirs, demo_results, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MECHINTERP_EXPLORER_MODEL", str(tiny_dirs["llama"]))
+    monkeypatch.setenv("MECHINTERP_EXPLORER_RESULTS", str(demo_results))
+    at = AppTest.from_file(str(APP), default_timeout=240)
+    at.query_params["suite"] = "npz"
+    at.query_params["item"] = "999"
+    at.run()
+    assert not at.exception
+    assert "suite 'npz' has no item '999'" in " ".join(e.value for e in at.error)
+    at.sidebar.selectbox(key="item").set_value("2").run()  # picking an item clears the message
+    no_errors(at)
+    assert at.metric
+
+
+def test_query_item_is_selected(tiny_dirs, demo_results, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MECHINTERP_EXPLORER_MODEL", str(tiny_dirs["llama"]))
+    at = AppTest.from_file(str(APP), default_timeout=240)
+    at.query_params["suite"] = "mvrr"
+    at.query_params["item"] = "2"
+    at.run()
+    no_errors(at)
+    assert at.sidebar.selectbox(key="suite").value == "mvrr" and at.sidebar.selectbox(key="item").value == "2"
+
+
+def test_unknown_suite_file_and_model_get_messages(app, tmp_path):
+    app.sidebar.selectbox(key="suite").set_value("other (path) …").run()
+    app.sidebar.text_input(key="suite_path").input(str(tmp_path / "nope.json")).run()
+    assert not app.exception
+    assert "nope.json" in " ".join(e.value for e in app.error)
+    app.sidebar.selectbox(key="suite").set_value("npz").run()
+    app.sidebar.selectbox(key="model_choice").set_value("other (path) …").run()
+    app.sidebar.text_input(key="model_path").input(str(tmp_path / "no-model")).run()
+    assert not app.exception
+    assert "unknown model" in " ".join(e.value for e in app.error)
+
+
+def test_missing_results_directory_is_reported(app, tmp_path):
+    app.sidebar.text_input(key="results").input(str(tmp_path / "absent")).run()
+    no_errors(app)  # the surprisal page still works: it computes on demand
+    page(app, "results")
+    assert "No results directory" in messages(app)
+
+
+def test_bad_intervention_spec_gets_a_message(app):
+    page(app, "collapse")
+    app.selectbox(key="iv_kind").set_value("custom").run()
+    app.text_input(key="iv_custom").input("clamp:layer=99").run()
+    app.toggle(key="iv_on").set_value(True).run()
+    assert not app.exception
+    assert "out of range" in " ".join(e.value for e in app.error)
+
+
+# ---- library helpers ----------------------------------------------------------------------------------------
+def test_custom_suite_regions():
+    s = inputs.custom_suite("The horse raced past the barn fell.", "fell", "raced past the barn",
+                            "The horse that was raced past the barn fell.", "MV/RR")
+    amb, unamb = s.items[0].conditions
+    assert amb.text == "The horse raced past the barn fell." and unamb.text.startswith("The horse that was")
+    assert [w.text for w in amb.region_words(2)] == ["raced", "past", "the", "barn"]
+    assert [w.text for w in amb.region_words(4)] == ["fell."]  # punctuation is ignored when matching
+    assert [w.text for w in unamb.region_words(1)] == ["The", "horse", "that", "was"]
+    assert s.ambiguity.construction == "MV/RR" and s.ambiguity.preferred_reading == "main_verb"
+    assert s.construction_of(s.items[0]) == "MV/RR" and compute.has_pair(s, s.items[0])
+    single = inputs.custom_suite("The old man the boats.", "the boats")
+    assert single.ambiguity.ambiguous_region is None and not compute.has_pair(single, single.items[0])
+
+
+def test_custom_suite_errors():
+    with pytest.raises(ConfigError, match="same as the sentence"):
+        inputs.custom_suite("a b c", "c", control="a b c")
+    with pytest.raises(RegionError, match="control"):
+        inputs.custom_suite("While he ran the dog barked.", "barked", "the dog", "While he ran, a cat barked.")
+    with pytest.raises(ConfigError, match="unknown construction"):
+        inputs.custom_suite("a b c", "c", construction="XYZ")
+
+
+def test_find_item():
+    npz = load_suite("npz")
+    assert inputs.find_item(npz, "3").number == 3 and inputs.find_item(npz, 3).number == 3
+    with pytest.raises(ConfigError, match="has no item '99'"):
+        inputs.find_item(npz, "99")
+    with pytest.raises(ConfigError, match="no item given"):
+        inputs.find_item(npz, "")
+    path = SAP_DIR / "stimuli" / "items_ClassicGP.csv"
+    if path.exists():
+        sap = load_suite(path)
+        assert inputs.find_item(sap, "NP/Z:2").construction == "NP/Z"
+        with pytest.raises(ConfigError):  # "2" names one item per construction: ambiguous
+            inputs.find_item(sap, "2")
+
+
+def test_scan_classifies_results(demo_results):
+    cat = scan(demo_results)
+    kinds = {t.kind for t in cat.tables}
+    assert {"words", "item_effects", "patching", "probe_readout", "probe_verdicts", "collapse_words",
+            "collapse_effects", "side_effects"} <= kinds
+    assert len(cat.saes) == 1 and len(cat.stores) == 1 and cat.probes
+    assert all(p.construction == "NP/Z" for p in cat.probes)
+    patch = cat.of_kind("patching")[0]
+    assert patch.model and patch.weights_sha256 and patch.suites == ("npz",)
+    assert not any(".tmp" in str(t.path) or "/jobs/" in str(t.path) for t in cat.tables)
+    if NATURAL_STORIES.exists():
+        assert len(cat.linking) == 1 and "compare" in kinds
+    with pytest.raises(ConfigError, match="does not exist"):
+        scan(demo_results / "absent")
+
+
+def test_read_kind_filters_by_model(demo_results, tiny_model):
+    cat = scan(demo_results)
+    df, used = read_kind(cat, "patching", tiny_model.weights_sha256, tiny_model.name, "npz")
+    assert len(df) and used
+    df, used = read_kind(cat, "patching", "0" * 64, "other-model", "npz")
+    assert df.empty and not used
+    df, _ = read_kind(cat, "patching", tiny_model.weights_sha256, tiny_model.name, "mvrr")
+    assert df.empty
+
+
+def test_classify():
+    assert classify(["suite", "construction", "item", "condition", "word_index", "surprisal_bits", "entropy_bits"]) == "words"
+    assert classify(["a", "b"]) is None
+
+
+def test_probe_curve_needs_an_ambiguous_region(tiny_model):
+    s = inputs.custom_suite("The old man the boats.", "the boats")
+    with pytest.raises(ConfigError, match="ambiguous region"):
+        compute.probe_curve(tiny_model, [object()], s, s.items[0])
+
+
+def test_intervention_spec():
+    assert compute.intervention_spec("clamp", layer=3, shift=1.0) == \
+        "clamp:layer=3,target=ambiguous,shift=1.0,where=pre_disambiguator"
+    assert compute.intervention_spec("truncate", k=4) == "truncate:k=4"
+    with pytest.raises(ConfigError):
+        compute.intervention_spec("sae")
+    with pytest.raises(ConfigError):
+        compute.intervention_spec("custom", custom=" ")
+
+
+def test_explore_command(capsys, tmp_path):
+    from mechinterp.cli import main
+
+    assert main(["explore", "--dry-run", "--model", "smollm2-135m", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "streamlit run" in out and "apps/explorer.py" in out and "MECHINTERP_EXPLORER_MODEL=smollm2-135m" in out
+    assert main(["explore", "--dry-run", "--model", "no-such-model"]) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
