@@ -6,7 +6,8 @@ the same metric (surprisal of the disambiguating word, bits):
 
 * ours: :func:`mechinterp.patching.patch_suite` (``clean_to_corrupt``, exact only): many patched rows per
   forward pass, the unpatched prefix computed once, the sentence cut after the last token the metric reads,
-  the LM head only where the metric needs it;
+  the LM head only where the metric needs it (identity patches at positions before the cue are run too,
+  ``skip_identical=False``, so both sides do the same patches);
 * baseline: ``transformer_lens.patching.generic_activation_patch`` on the TransformerLens bridge
   (``model.tl``, which has ``run_with_hooks``), one full forward pass with all logits per patch, hooks
   ``blocks.L.hook_resid_pre`` / ``hook_attn_out`` / ``hook_mlp_out`` and ``blocks.L.attn.hook_z`` (patching
@@ -91,7 +92,8 @@ def main() -> None:
     items = list(suite.items[: args.items])
     sites = parse_sweep(args.sweep, model, suite)
     sites = [s for s in sites if s.component in TL_ACT and s.position.which == "last"]
-    cfg = PatchConfig(directions=("clean_to_corrupt",), rows_per_pass=args.rows_per_pass)
+    # skip_identical=False: run every patch, as the baseline does (no credit for skipping identity patches)
+    cfg = PatchConfig(directions=("clean_to_corrupt",), rows_per_pass=args.rows_per_pass, skip_identical=False)
     model.tl  # build the bridge before timing
     patch_suite(model, suite, sites[:4], cfg, items=items[:1])  # warm-up
 

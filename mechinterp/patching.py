@@ -35,7 +35,9 @@ pairs with region k's last token whenever those are the same word. Consequences:
 * A ``TokenPos`` is an index into the ambiguous version (negative from its end), mapped the same way.
 * ``all`` patches every token of the region (pairs by alignment); ``mean`` cannot be patched.
 * Positions after the last token that predicts the metric cannot change it (causal attention): their
-  effect is exactly 0 and they are still reported.
+  effect is exactly 0 and they are still reported. So are positions before the cue (e.g. NP/Z's verb,
+  MV/RR's subject): their prefix is the same in both versions, so both runs hold identical activations
+  there, the patch is the identity and is not run (raw = the unpatched value).
 
 **Batching.** For one item and direction, the sites are sorted by layer and split into chunks of
 ``rows_per_pass``; each chunk is ONE forward pass of the base sentence stacked B times, row r patched at
@@ -94,6 +96,7 @@ class PatchConfig:
     rows_per_pass: int = 64
     alternative: str | None = None  # logprob_diff: overrides DEFAULT_ALTERNATIVES
     target: int | str = "disambiguating"  # the region whose tokens the metric scores
+    skip_identical: bool = True  # do not run patches whose source equals the base activation (identity)
 
     def __post_init__(self) -> None:
         if self.metric not in ("surprisal", "logprob_diff"):
@@ -460,18 +463,25 @@ def _row(suite: "Suite", model: "Model", ctx: PairContext, p: Planned, direction
 
 
 def exact_rows(model: "Model", suite: "Suite", ctx: PairContext, config: PatchConfig) -> list[dict[str, Any]]:
+    """Exact patching rows of one item. A patch whose source activation equals the base activation (positions
+    before the cue have identical prefixes in both versions) changes nothing: its value is the unpatched base
+    value and it is not run."""
     rows = []
     for direction in config.directions:
         base, source = _roles(direction)
-        src = ctx.acts.of(source)
-        patches = [
-            Patch(p.site.unpositioned, ctx.positions(p, base), src[p.site.unpositioned][0, list(ctx.positions(p, source))])
-            for p in ctx.planned
-        ]
-        if not patches:
-            continue
-        raws = run_patches(model, ctx.pair.version(base).input_ids, patches, ctx.specs[base], config.rows_per_pass)
-        rows += [_row(suite, model, ctx, p, direction, "exact", float(r), config) for p, r in zip(ctx.planned, raws)]
+        src, dst = ctx.acts.of(source), ctx.acts.of(base)
+        patches: list[Patch | None] = []
+        for p in ctx.planned:
+            key = p.site.unpositioned
+            new = src[key][0, list(ctx.positions(p, source))]
+            same = config.skip_identical and torch.equal(new, dst[key][0, list(ctx.positions(p, base))])
+            patches.append(None if same else Patch(key, ctx.positions(p, base), new))
+        todo = [q for q in patches if q is not None]
+        raws = iter(run_patches(model, ctx.pair.version(base).input_ids, todo, ctx.specs[base], config.rows_per_pass)
+                    if todo else [])
+        for p, q in zip(ctx.planned, patches):
+            raw = ctx.values[base] if q is None else float(next(raws))
+            rows.append(_row(suite, model, ctx, p, direction, "exact", raw, config))
     return rows
 
 

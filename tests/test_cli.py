@@ -65,7 +65,9 @@ def test_demo_on_default_model(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--suite", "npz", "--suite", "nps", "--out", str(out), "--n-boot", "200"]) == 0
     html = (out / "report.html").read_text()
-    assert "plotly" in html and "Garden-path effect" in html and "cdn.plot.ly" not in html
+    assert "Garden-path effect" in html
+    # plotly.js is embedded in the page, never fetched: no external <script src=...>
+    assert "<script src=" not in html.replace('<script src="data:', "") and "Plotly.newPlot" in html
     eff = pd.read_csv(out / "effects.csv")
     assert set(eff["construction"]) == {"NP/Z", "NP/S"}
     assert (eff[eff["roi"] == 0]["effect_bits"] > 0).all()

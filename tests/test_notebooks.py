@@ -1,5 +1,5 @@
 """The worked-analysis notebooks in notebooks/: stored without outputs, using only the public API, and executed
-top to bottom with small settings (SmolLM2-135M, 3 items; ``MECHINTERP_NB_*`` variables) in a kernel running
+top to bottom with small settings (SmolLM2-135M, 3 items of one suite; ``MECHINTERP_NB_*`` variables) in a kernel running
 this venv's Python. ``MECHINTERP_NB_EXECUTED=DIR`` keeps the executed copies (with outputs and cell timings)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SMALL = {
     "MECHINTERP_NB_MODEL": "smollm2-135m",
     "MECHINTERP_NB_ITEMS": "3",
+    "MECHINTERP_NB_SUITES": "npz",
     "MECHINTERP_NB_LAYER_STEP": "6",
     "MECHINTERP_NB_BOOT": "200",
     "MECHINTERP_NB_SMALL": "1",

@@ -21,25 +21,33 @@ for k in CONTROLS:
 
 with ui.guard("intervention"):
     m = ui.model(sel)
+    if st.session_state.get("iv_layer", 0) > m.n_layers - 1:  # kept from a model with more layers
+        st.session_state.pop("iv_layer")
+    # defaults through Session State only (a widget given both a default and a restored value warns)
+    for key, value in {"iv_kind": "clamp", "iv_layer": m.n_layers // 2, "iv_target": "unambiguous", "iv_shift": 1.0,
+                       "iv_k": 3, "iv_where": "pre_disambiguator", "iv_on": False}.items():
+        st.session_state.setdefault(key, value)
     c1, c2, c3 = st.columns(3)
     kind = c1.selectbox("Intervention", list(KINDS), key="iv_kind", format_func=lambda k: f"{k}: {KINDS[k]}")
     layer = shift = k = sae = custom = None
     target, where = "unambiguous", "pre_disambiguator"
     if kind in ("clamp", "leace"):
-        layer = c2.slider("Layer", 0, m.n_layers - 1, min(m.n_layers - 1, m.n_layers // 2), key="iv_layer")
+        layer = c2.slider("Layer", 0, m.n_layers - 1, key="iv_layer")
     if kind in ("clamp", "sae"):
         target = c3.selectbox("Towards / remove", ["unambiguous", "ambiguous"], key="iv_target",
                               help="clamp: the class whose typical value the direction is set to; sae: the class "
                                    "whose most specific features are ablated")
     if kind == "clamp":
-        shift = st.slider("Shift (gaps beyond the class's median)", 0.0, 3.0, 1.0, 0.5, key="iv_shift")
+        shift = st.slider("Shift (gaps beyond the class's median)", 0.0, 3.0, step=0.5, key="iv_shift")
     if kind in ("clamp", "leace", "sae"):
         where = st.selectbox("Where", ["pre_disambiguator", "ambiguous_region", "prefix"], key="iv_where")
     if kind == "truncate":
-        k = c2.slider("Tokens of context each word sees", 0, 12, 3, key="iv_k")
+        k = c2.slider("Tokens of context each word sees", 0, 12, key="iv_k")
     if kind == "sae":
         cat = ui.catalogue(sel, quiet=True)
         saes = [str(p) for p in cat.saes] if cat is not None else []
+        if st.session_state.get("iv_sae") not in saes:  # kept from another results directory
+            st.session_state.pop("iv_sae", None)
         sae = c2.selectbox("SAE", saes, key="iv_sae") if saes else None
         if not saes:
             st.warning("No SAE found under the results directory.")

@@ -124,7 +124,8 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
                      n_holdout_tokens=256, steps=settings.sae_steps, batch_size=min(256, settings.sae_tokens),
                      lr_warm_up_steps=min(5, settings.sae_steps), dead_feature_window=max(1, settings.sae_steps // 2),
                      context_size=32, holdout_fraction=0.2, sources=("templates",), seed=settings.seed)
-    train_sae(model, template_corpus(400, settings.seed), tc, root / "sae", n_ce_docs=16, n_examples=5)
+    corpus = template_corpus(max(400, settings.sae_tokens // 4), settings.seed)  # ~10 tokens a sentence
+    train_sae(model, corpus, tc, root / "sae", n_ce_docs=16, n_examples=5)
 
     log.info("demo: collapse")
     spec = parse_spec(settings.intervention)
