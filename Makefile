@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/mechinterp demo --out out/demo
 
+# The browser test drives Debian's Chromium (installed here if missing; needs root and apt, as in CI).
 test: setup
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup
