@@ -94,8 +94,10 @@ def sap_classic():
 
 def _ours(hooks) -> list:
     # transformers installs inert, permanent output-capturing hooks the first time hidden states or attentions
-    # are requested (transformers.utils.output_capturing); they are the library's, not something we added.
-    return [h for h in hooks.values() if not getattr(h, "__module__", "").startswith("transformers.")]
+    # are requested (transformers.utils.output_capturing), and TransformerLens's bridge wires permanent capture
+    # hooks onto the modules it wraps (BlockBridge._maybe_wire_capture_hooks); they are the libraries', not ours.
+    return [h for h in hooks.values()
+            if not getattr(h, "__module__", "").startswith(("transformers.", "transformer_lens."))]
 
 
 def assert_no_hooks(model) -> None:

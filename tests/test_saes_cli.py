@@ -76,7 +76,11 @@ def test_gemma_short_training(gemma, tmp_path):
     assert h["l0"] == pytest.approx(16, abs=0.01)
     assert h["fve"] > 0.3  # the massive dimensions are centred away; without centring this is near 0
     assert h["dead_fraction"] < 0.7
-    assert s["ce_clean"] < s["ce_sae"] < s["ce_zero"]
+    # a 40-step SAE on short template sentences can land slightly below the clean CE by chance (seen in CI:
+    # 6.78 against 7.01 nats), so the ordering is checked on the KL from the clean distribution, which cannot
+    # go below 0, and on CE only against ablation
+    assert 0 < s["kl_sae"] < min(s["kl_mean"], s["kl_zero"])
+    assert s["ce_sae"] < s["ce_zero"]
     assert res.sae.training["data_mean_norm"] > 100  # Gemma's residual mean is huge: the reason for centring
 
     # features on Gemma: the spliced surprisal of the disambiguator equals `suite_surprisal` (checks the

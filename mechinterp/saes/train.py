@@ -197,6 +197,7 @@ def train_sae(
     from mechinterp.saes.examples import EXAMPLES_FILE, top_examples
     from mechinterp.saes.load import QUALITY_FILE, load_sae
     from mechinterp.saes.quality import quality_record, reconstruction_stats, splice_stats
+    from mechinterp.tables import write_table
 
     if cfg.layer >= model.n_layers:
         raise ConfigError(f"layer {cfg.layer} is out of range: {model.name} has layers 0-{model.n_layers - 1}")
@@ -249,5 +250,5 @@ def train_sae(
         heldout_docs_for_ce=len(seqs), corpus=corpus.identity())
     (out / QUALITY_FILE).write_text(json.dumps(quality, indent=2))
     ex = top_examples(loaded, train, n_top=n_examples)
-    ex.to_parquet(out / EXAMPLES_FILE, index=False)
+    write_table(ex, out / EXAMPLES_FILE, prov)
     return TrainedSAE(path=out, sae=loaded, quality=quality)
