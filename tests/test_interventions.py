@@ -303,6 +303,34 @@ def test_build_all_shares_activations(tiny_model, npz6, monkeypatch):
     assert built["b"].parts[0].value == pytest.approx(alone.parts[0].value, abs=1e-5)
 
 
+def test_fit_on_readings_not_minimal_pairs(tiny_model, npz6):
+    """fit=readings: labelled generated sentences (preferred/dispreferred reading), none sharing a content
+    word with the evaluated suite; a clamp to the preferred reading and an erasure are built from them."""
+    from mechinterp.interventions.labelled import reading_activations
+    from mechinterp.probes.lexical import suite_content_words
+
+    data = reading_activations(tiny_model, npz6, [Site(1, "resid_post")], n_per_class=30)
+    assert data.classes == ("dispreferred", "preferred")
+    assert data.info["source"] == "readings" and set(data.info["constructions"]) == {"NP/Z"}
+    assert abs(data.labels.count("preferred") - data.labels.count("dispreferred")) <= 10
+    assert all(g.startswith("NP/Z:") for g in data.groups)
+    c = build(tiny_model, "clamp:layer=1,fit=readings,target=preferred,shift=1", npz6)
+    (cl,) = c.parts
+    assert cl.target == "preferred" and cl.info["source"] == "readings" and cl.info["in_sample"] is False
+    assert cl.info["median_target"] > cl.info["median_other"]
+    (er,) = build(tiny_model, "leace:layers=1,fit=readings", npz6).parts
+    assert er.info["source"] == "readings"
+    with pytest.raises(ConfigError, match="unknown class"):
+        build(tiny_model, "clamp:layer=1,fit=readings,target=ambiguous", npz6)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        build(tiny_model, "leace:layers=1,fit=readings/npz", npz6)
+    from mechinterp.probes.templates import generate
+
+    words = suite_content_words(npz6)
+    kept = generate("NP/Z", 30, 0).without_words(words, min_per_class=10)
+    assert len(kept) == len(data.labels)
+
+
 @pytest.mark.slow
 def test_erasure_and_clamp_on_smollm2(smollm2):
     """Real model: erasure fit on two built-in suites removes the condition's linear information at a middle

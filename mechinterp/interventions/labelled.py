@@ -104,3 +104,47 @@ def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence
         info={"source": "suite", "suites": [s.name for s in suites], "suite_sha256": [s.sha256 for s in suites],
               "where": where, "n_words": n_words, "label": label, "n_sequences": len(seqs), "n_rows": int(sel.sum())},
     )
+
+
+READINGS_SOURCE = "readings"
+"""``fit=readings``: fit on generated unambiguous sentences labelled by reading, not on minimal pairs."""
+
+
+def reading_activations(model: "Model", suite: "Suite", sites: Sequence["Site"], n_per_class: int = 150,
+                        seed: int = 0, backend: "Backend" = "hf", batch_size: int = 32) -> Labelled:
+    """Activations at ``sites`` of the probed word of the probes package's generated training sentences for
+    each construction of ``suite``, labelled ``preferred`` / ``dispreferred`` by the reading the sentence's
+    structure fixes (see ``mechinterp/probes/README.md``).
+
+    Unlike :func:`suite_activations`, the label is not carried by a cue before the probed word (SCIENCE.md):
+    both readings use every cue word, and a sentence that shares a content word with ``suite`` is dropped,
+    so the intervention is never fit on the test items' words. Constructions are pooled, so one eraser or
+    direction serves a suite of several constructions (class 1 of each is the reading people prefer)."""
+    from mechinterp.probes.activations import collect_training
+    from mechinterp.probes.pipeline import suite_constructions
+    from mechinterp.probes.lexical import suite_content_words
+    from mechinterp.probes.templates import generate
+
+    plain = list(dict.fromkeys(s.unpositioned for s in sites))
+    layers = sorted({s.layer for s in plain})
+    comps = sorted({s.component for s in plain})
+    words = suite_content_words(suite)
+    xs: dict[Any, list[np.ndarray]] = {s: [] for s in plain}
+    labels: list[str] = []
+    groups: list[str] = []
+    per_cons: dict[str, int] = {}
+    for c in suite_constructions(suite):
+        ts = generate(c, n_per_class, seed).without_words(words, min_per_class=10)
+        got = collect_training(model, ts, layers, comps, positions=("target",), backend=backend,
+                               batch_size=batch_size)
+        for s in plain:
+            xs[s].append(got[(s.layer, s.component, "target")])
+        labels += ["preferred" if lab == 1 else "dispreferred" for lab in ts.labels]
+        groups += [f"{c}:{g}" for g in ts.groups]
+        per_cons[c] = len(ts)
+    x = {s: torch.from_numpy(np.concatenate(v)).float() for s, v in xs.items()}
+    return Labelled(
+        x=x, labels=tuple(labels), groups=tuple(groups),
+        info={"source": READINGS_SOURCE, "constructions": per_cons, "n_per_class": n_per_class, "seed": seed,
+              "label": "reading (preferred/dispreferred)", "n_rows": len(labels)},
+    )

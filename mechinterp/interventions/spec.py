@@ -6,12 +6,17 @@ On the command line an intervention is ``[NAME=]KIND:key=value,key=value`` with 
     leace:layers=6/9/12                      LEACE of the condition at layers 6, 9, 12 (resid_post)
     clamp:layer=9,target=ambiguous,shift=1   clamp the ambiguous-vs-unambiguous direction at layer 9
     sae:sae=out/sae-l6,remove=ambiguous      ablate the 8 SAE features most specific to the ambiguous class
+    leace:layers=6,fit=readings              erase the reading (preferred vs dispreferred) at layer 6
+    clamp:layer=6,fit=readings,target=preferred,shift=1   commit to the reading people prefer
+    sae:sae=out/sae-l6,fit=readings,remove=dispreferred   ablate the features of the other reading
     truncate:k=3                             every word sees only the 3 tokens before it (plus BOS)
     commit=clamp:layer=9,shift=1+truncate:k=5   ... (a named composite)
 
 Common keys of the fitted kinds: ``fit`` (suites whose labelled activations fit the intervention, joined by
 ``/``; default: the built-in suites of the evaluated suite's constructions, which share no lexical items with
-the SAP items), ``where`` (``pre_disambiguator`` | ``ambiguous_region`` | ``prefix``), ``n_words`` (for
+the SAP items, labelled ``ambiguous`` / ``unambiguous``; or ``readings``: the probes package's generated
+unambiguous sentences for those constructions, at the probed word, labelled ``preferred`` / ``dispreferred``
+by the reading their structure fixes -- no cue confound, see SCIENCE.md), ``where`` (``pre_disambiguator`` | ``ambiguous_region`` | ``prefix``), ``n_words`` (for
 ``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
 conditions of the evaluated suite), ``component`` (default ``resid_post``).
 """
@@ -178,16 +183,21 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
               cache: dict | None = None):
     """Labelled activations for ``spec`` at ``sites``; ``cache`` (a dict) reuses activations collected for
     other parts with the same fit suites and positions."""
-    from mechinterp.interventions.labelled import Labelled, suite_activations
+    from mechinterp.interventions.labelled import READINGS_SOURCE, Labelled, reading_activations, suite_activations
     from mechinterp.stimuli import load_suite
 
     names, where, n_words = _fit_key(spec, suite)
-    fit_suites = [load_suite(n) for n in names]
-    key = (names, where, n_words, backend)
+    readings = names == (READINGS_SOURCE,)
+    if READINGS_SOURCE in names and not readings:
+        raise ConfigError(f"fit={'/'.join(names)}: '{READINGS_SOURCE}' cannot be combined with suites")
+    fit_suites = [] if readings else [load_suite(n) for n in names]
+    key = (names, where, n_words, backend, suite.sha256 if readings else None)
     plain = [s.unpositioned for s in sites]
     have = cache.get(key) if cache is not None else None
     if have is not None and all(s in have.x for s in plain):
         data = Labelled({s: have.x[s] for s in plain}, have.labels, have.groups, dict(have.info))
+    elif readings:
+        data = reading_activations(model, suite, plain, backend=backend)
     else:
         data = suite_activations(model, fit_suites, plain, where, n_words, backend=backend)
         if cache is not None:
