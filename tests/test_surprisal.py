@@ -131,3 +131,14 @@ def test_real_model_by_hand(gemma):
     df = sentence_surprisal(gemma, [text])
     assert df["word"].tolist() == text.split()
     assert df["surprisal_bits"].to_numpy() == pytest.approx(np.add.reduceat(bits, np.r_[0, df["n_tokens"].cumsum()[:-1]]), abs=1e-3)
+
+
+@pytest.mark.parametrize("rows", [1, 4, 8, 1000])
+def test_logz_and_entropy_in_chunks_match_torch(rows):
+    from mechinterp.surprisal import _logz_and_entropy
+
+    g = torch.Generator().manual_seed(0)
+    lg = torch.randn(3, 5, 1000, generator=g) * 4
+    lse, ent = _logz_and_entropy(lg, rows_per_chunk=rows)
+    torch.testing.assert_close(lse, torch.logsumexp(lg, -1))
+    torch.testing.assert_close(ent, torch.distributions.Categorical(logits=lg).entropy())
