@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_out(f, help_="feature statistics table (.csv or .parquet); attribution and summary tables beside it")
     f.add_argument("--report", default=None, help="write an HTML report here")
     common.add_seed(f)
+    f.add_argument("--no-readings", action="store_true",
+                   help="skip the features of each reading found on generated unambiguous sentences "
+                        "(mechinterp.saes.readings; written as <out>.readings and <out>.readings_on_stimuli)")
     f.set_defaults(func=run_features)
 
     k = ssub.add_parser("card", help="a feature card: top contexts, activation along a sentence, probe cosines")
@@ -181,6 +184,21 @@ def run_features(args: argparse.Namespace) -> int:
             path = out.with_name(f"{out.stem}.{name}{out.suffix}")
             common.write(df, path, prov)
     print(res.summary.to_string(index=False) if len(res.summary) else "no feature passed the tests")
+    if not args.no_readings:
+        import pandas as pd
+
+        from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
+
+        rcfg = ReadingFeatureConfig(n_permutations=min(args.permutations, 10_000), alpha=args.alpha, seed=args.seed)
+        parts = [reading_features(model, sae, s, rcfg) for s in suites if s.ambiguity is not None]
+        for name in ("stats", "on_stimuli"):
+            df = pd.concat([getattr(r, name).assign(suite=s.name) for r, s in zip(parts, suites)], ignore_index=True)
+            path = out.with_name(f"{out.stem}.readings{'' if name == 'stats' else '_on_stimuli'}{out.suffix}")
+            common.write(df, path, prov)
+        on = pd.concat([r.on_stimuli for r in parts], ignore_index=True)
+        if len(on):
+            print("\nfeatures of each reading (generated sentences) at the ambiguous word:")
+            print(on.drop(columns=["features"]).to_string(index=False))
     if args.report:
         from mechinterp.reports.html import write_report
         from mechinterp.saes.figures import features_blocks
