@@ -11,7 +11,7 @@ from mechinterp.probes.activations import collect_stimuli, collect_training
 from mechinterp.probes.lexical import suite_content_words
 from mechinterp.probes.templates import generate
 from mechinterp.saes.load import load_sae
-from mechinterp.saes.readings import ReadingFeatureConfig, _bucket_differences, reading_features
+from mechinterp.saes.readings import ReadingFeatureConfig, _bucket_differences, reading_features, stratified_permutation
 from mechinterp.stimuli import load_suite
 
 
@@ -21,6 +21,21 @@ def test_bucket_differences_pair_readings_within_buckets():
     groups = np.array([0, 0, 1, 1, 2])  # bucket 2 has one reading only: left out
     d, kept = _bucket_differences(f, labels, groups)
     assert kept == [0, 1] and d[:, 0].tolist() == [-2.0, -10.0]
+
+
+def test_stratified_permutation_tests_the_reading_within_buckets():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 10)
+    labels = np.tile(np.r_[np.ones(5), np.zeros(5)], 6).astype(int)
+    noise = rng.normal(size=(60, 1))
+    bucket_only = groups[:, None] * 10.0  # differs between buckets, never between readings within one
+    planted = noise + 1.5 * labels[:, None]
+    f = np.concatenate([noise, bucket_only, planted], 1)
+    stat, p, buckets = stratified_permutation(f, labels, groups, n_permutations=2000, seed=1)
+    d, _ = _bucket_differences(f, labels, groups)
+    np.testing.assert_allclose(stat, d.mean(0))
+    assert buckets == list(range(6))
+    assert p[0] > 0.05 and p[1] == 1.0 and p[2] < 0.001
 
 
 @pytest.fixture(scope="module")
