@@ -35,8 +35,10 @@ def test_card_contents(trained, tiny_model, tmp_path):
     feat = _live_feature(sae)
     probe = tmp_path / "probe.npy"
     np.save(probe, sae.decoder_directions[feat].numpy() * 3.0)
-    other = tmp_path / "other.pt"
-    torch.save(-sae.decoder_directions[feat], other)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"direction": -sae.decoder_directions[feat].contiguous()}, other)
     suites = [load_suite("npz").model_copy(update={"items": load_suite("npz").items[:3]})]
     card = K.build_card(tiny_model, sae, feat, suites, probes=[probe, other, np.ones(tiny_model.d_model)],
                         cfg=K.CardConfig(n_top=4))

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--feature", type=int, required=True, action="append", help="feature index (repeatable)")
     k.add_argument("--suite", action="append", default=None, help="stimulus suites to scan (default: all built-in)")
     k.add_argument("--sentence", default=None, help="example sentence (default: the stimulus where it fires most)")
-    k.add_argument("--probe", action="append", default=[], help="probe artifact directory or .npy/.pt unit vector")
+    k.add_argument("--probe", action="append", default=[], help="probe artifact directory or .npy/.safetensors vector")
     k.add_argument("--n-docs", type=int, default=3000, help="corpus documents to scan if the SAE has no stored examples")
     k.add_argument("--sources", type=_sources, default=None, help="corpus sources (default: those it was trained on)")
     k.add_argument("--report", required=True, help="HTML card")

@@ -5,7 +5,7 @@ direction promotes directly.
 Training-text contexts come from the SAE's ``top_examples.parquet`` when the corpus it was trained on is in
 the cache with the same content hash, else from a fresh scan of ``n_docs`` corpus documents.
 Probe directions are optional: probe artifact directories (``mechinterp.probes.ProbeArtifact``), ``.npy``
-/ ``.pt`` files holding one vector, or vectors given directly.
+/ ``.safetensors`` files holding one vector, or vectors given directly.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class FeatureCard:
 
 # ---- probe directions -------------------------------------------------------------------------------
 def probe_direction(spec: Any) -> tuple[str, torch.Tensor, str | None]:
-    """(label, vector, site label or None) for a probe artifact directory, a .npy/.pt file or a vector."""
+    """(label, vector, site label or None) for a probe artifact directory, a .npy/.safetensors file or a vector."""
     if isinstance(spec, (torch.Tensor, np.ndarray)):
         return "vector", torch.as_tensor(np.asarray(spec), dtype=torch.float32).flatten(), None
     path = Path(str(spec)).expanduser()
@@ -59,19 +59,25 @@ def probe_direction(spec: Any) -> tuple[str, torch.Tensor, str | None]:
             from mechinterp.probes import ProbeArtifact  # type: ignore[attr-defined]
         except ImportError as exc:
             raise ConfigError(f"{path} is a directory, but mechinterp.probes (ProbeArtifact) is not available to "
-                              "read it; pass the direction as a .npy or .pt file instead") from exc
+                              "read it; pass the direction as a .npy or .safetensors file instead") from exc
         art = ProbeArtifact.load(path)
         site = getattr(art, "site", None)
         return path.name, torch.as_tensor(np.asarray(art.direction), dtype=torch.float32).flatten(), (
             str(site) if site is not None else None)
     if not path.exists():
-        raise ConfigError(f"probe {path} does not exist (give a probe artifact directory or a .npy/.pt vector)")
+        raise ConfigError(f"probe {path} does not exist (give a probe artifact directory or a .npy/.safetensors vector)")
     if path.suffix == ".npy":
         v = torch.as_tensor(np.load(path), dtype=torch.float32)
-    elif path.suffix in (".pt", ".pth"):
-        v = torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True), dtype=torch.float32)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        if len(tensors) != 1:
+            raise ConfigError(f"probe {path} holds {len(tensors)} tensors ({', '.join(tensors)}); give a file with one")
+        v = next(iter(tensors.values())).to(torch.float32)
     else:
-        raise ConfigError(f"probe {path}: unknown format (use a probe artifact directory, .npy or .pt)")
+        raise ConfigError(f"probe {path}: unknown format (use a probe artifact directory, .npy or .safetensors; "
+                          "pickled .pt files are not read)")
     if v.ndim != 1 and not (v.ndim == 2 and 1 in v.shape):
         raise ConfigError(f"probe {path} holds shape {tuple(v.shape)}, not one vector")
     return path.stem, v.flatten(), None
