@@ -99,9 +99,13 @@ def test_gemma_short_training(gemma, tmp_path):
     assert out.effects["effect_bits"].iloc[0] == pytest.approx(want, abs=1e-3)
     assert len(out.stats) > 0 and out.attribution["ablation_effect_bits"].notna().sum() == 1
 
-    # features of each reading from generated sentences, on Gemma: the SAE splits the readings at layer 4
+    # features of each reading from generated sentences, on Gemma: even this 40-step SAE separates the MV/RR
+    # readings at layer 4 (NP/Z needs a real SAE: its reading features are weak, see the issue notes)
     from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
 
-    rf = reading_features(gemma, res.sae, suite, ReadingFeatureConfig(n_per_class=40, n_permutations=2000))
-    assert rf.stats["significant"].any() and set(rf.stats["reading"]) == {"object", "subject"}
+    mvrr = load_suite("mvrr")
+    mvrr = mvrr.model_copy(update={"items": mvrr.items[:3]})
+    rf = reading_features(gemma, res.sae, mvrr, ReadingFeatureConfig(n_per_class=40, n_permutations=2000))
+    sig = rf.stats[rf.stats["significant"]]
+    assert set(sig["reading"]) == {"main_verb", "reduced_relative"}
     assert len(rf.on_stimuli) == 4 and (rf.on_stimuli["n_items"] == 3).all()
