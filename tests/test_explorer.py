@@ -183,6 +183,23 @@ def test_collapse_page_switches_an_intervention_on(app, tiny_model):
     assert app.toggle(key="iv_on").value is True
 
 
+def test_collapse_page_fits_on_readings(app, tiny_model):
+    """Choosing the generated sentences switches the targets to the readings and fits on them."""
+    page(app, "collapse")
+    app.selectbox(key="iv_kind").set_value("clamp").run()
+    app.selectbox(key="iv_fit").set_value("readings").run()
+    assert app.selectbox(key="iv_target").options == ["preferred", "dispreferred"]
+    app.selectbox(key="iv_target").set_value("preferred").run()
+    app.toggle(key="iv_on").set_value(True).run()
+    no_errors(app)
+    shown = " ".join(s.value for s in app.success)
+    assert "target=preferred" in shown and "fit=readings" in shown
+    assert len(app.metric) == 3
+    app.toggle(key="iv_on").set_value(False).run()
+    app.selectbox(key="iv_fit").set_value("pairs").run()
+    assert app.selectbox(key="iv_target").value in ("unambiguous", "ambiguous")
+
+
 def test_humans_page_compares_with_sap(app, demo_results):
     page(app, "humans")
     no_errors(app)
@@ -412,6 +429,13 @@ def test_intervention_spec():
         compute.intervention_spec("sae")
     with pytest.raises(ConfigError):
         compute.intervention_spec("custom", custom=" ")
+    assert compute.intervention_spec("clamp", layer=2, shift=1.0, target="preferred", fit="readings") == \
+        "clamp:layer=2,target=preferred,shift=1.0,where=pre_disambiguator,fit=readings"
+    assert compute.intervention_spec("leace", layer=2, fit="readings").endswith(",fit=readings")
+    with pytest.raises(ConfigError, match="does not exist when fitting on readings"):
+        compute.intervention_spec("clamp", layer=2, target="ambiguous", fit="readings")
+    with pytest.raises(ConfigError, match="unknown fit"):
+        compute.intervention_spec("clamp", layer=2, fit="stories")
 
 
 def test_explore_command(capsys, tmp_path):

@@ -1,6 +1,6 @@
 """Switch a collapse intervention on and watch the item's surprisal change: a clamp or erasure of the
-ambiguous-vs-unambiguous direction, an SAE feature edit or context truncation, fitted (once, cached) on the
-built-in suite of the item's construction."""
+ambiguous-vs-unambiguous direction (fit on the built-in suite of the item's construction) or of the reading
+(fit on the probes' generated sentences), an SAE feature edit or context truncation, fitted once and cached."""
 
 import streamlit as st
 
@@ -12,7 +12,9 @@ ui.header(sel, "Collapse: intervene and watch the surprisal")
 
 KINDS = {"clamp": "clamp the reading direction", "leace": "erase the reading direction (LEACE)",
          "truncate": "truncate the context", "sae": "ablate SAE features", "custom": "custom spec"}
-CONTROLS = ("iv_kind", "iv_layer", "iv_target", "iv_shift", "iv_k", "iv_where", "iv_sae", "iv_custom", "iv_on")
+CONTROLS = ("iv_kind", "iv_fit", "iv_layer", "iv_target", "iv_shift", "iv_k", "iv_where", "iv_sae", "iv_custom",
+            "iv_on")
+FITS = {"pairs": "minimal pairs (ambiguous vs unambiguous)", "readings": "generated sentences (preferred vs other reading)"}
 # Widget values vanish when another page is shown; keep a copy so the intervention survives a page change.
 saved = st.session_state.setdefault("_iv_controls", {})
 for k in CONTROLS:
@@ -24,17 +26,24 @@ with ui.guard("intervention"):
     if st.session_state.get("iv_layer", 0) > m.n_layers - 1:  # kept from a model with more layers
         st.session_state.pop("iv_layer")
     # defaults through Session State only (a widget given both a default and a restored value warns)
-    for key, value in {"iv_kind": "clamp", "iv_layer": m.n_layers // 2, "iv_target": "unambiguous", "iv_shift": 1.0,
-                       "iv_k": 3, "iv_where": "pre_disambiguator", "iv_on": False}.items():
+    for key, value in {"iv_kind": "clamp", "iv_fit": "pairs", "iv_layer": m.n_layers // 2, "iv_target": "unambiguous",
+                       "iv_shift": 1.0, "iv_k": 3, "iv_where": "pre_disambiguator", "iv_on": False}.items():
         st.session_state.setdefault(key, value)
     c1, c2, c3 = st.columns(3)
     kind = c1.selectbox("Intervention", list(KINDS), key="iv_kind", format_func=lambda k: f"{k}: {KINDS[k]}")
     layer = shift = k = sae = custom = None
-    target, where = "unambiguous", "pre_disambiguator"
+    target, where, fit = "unambiguous", "pre_disambiguator", "pairs"
+    if kind in ("clamp", "leace", "sae"):
+        fit = st.selectbox("Fit on", list(FITS), key="iv_fit", format_func=FITS.get,
+                           help="minimal pairs: the built-in suite of the item's construction, labelled by condition "
+                                "(its cue precedes the noun phrase); generated sentences: the probes' unambiguous "
+                                "sentences, labelled by the reading their structure fixes")
+        if st.session_state.get("iv_target") not in compute.FIT_TARGETS[fit]:
+            st.session_state["iv_target"] = compute.FIT_TARGETS[fit][0]
     if kind in ("clamp", "leace"):
         layer = c2.slider("Layer", 0, m.n_layers - 1, key="iv_layer")
     if kind in ("clamp", "sae"):
-        target = c3.selectbox("Towards / remove", ["unambiguous", "ambiguous"], key="iv_target",
+        target = c3.selectbox("Towards / remove", list(compute.FIT_TARGETS[fit]), key="iv_target",
                               help="clamp: the class whose typical value the direction is set to; sae: the class "
                                    "whose most specific features are ablated")
     if kind == "clamp":
@@ -68,7 +77,7 @@ with ui.guard("intervention"):
                                              figures.region_roles(sel.suite)), key="orig_fig")
     else:
         spec = compute.intervention_spec(kind, layer=layer, shift=shift or 0.0, k=k or 0, target=target, sae=sae,
-                                         where=where, custom=custom)
+                                         where=where, custom=custom, fit=fit)
         st.session_state[ui.INTERVENTION] = None
         built = ui.intervention(sel, spec)
         intervened = ui.words(sel, spec)

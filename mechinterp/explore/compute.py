@@ -203,19 +203,31 @@ def sae_item_activations(model: "Model", sae: Any, suite: "Suite", item: "Item",
 
 
 # ---- interventions ---------------------------------------------------------------------------------------------
+FIT_TARGETS = {"pairs": ("unambiguous", "ambiguous"), "readings": ("preferred", "dispreferred")}
+"""Classes a clamp or SAE edit can aim at, by what it is fit on: the built-in minimal pairs (labelled by
+condition) or the probes' generated sentences (labelled by reading; ``fit=readings``)."""
+
+
 def intervention_spec(kind: str, layer: int | None = None, shift: float = 1.0, k: int = 3, target: str = "ambiguous",
-                      sae: str | None = None, where: str = "pre_disambiguator", custom: str | None = None) -> str:
+                      sae: str | None = None, where: str = "pre_disambiguator", custom: str | None = None,
+                      fit: str = "pairs") -> str:
     """An intervention spec string (see :mod:`mechinterp.interventions.spec`) from the explorer's controls."""
+    if fit not in FIT_TARGETS:
+        raise ConfigError(f"unknown fit {fit!r}: choose {' or '.join(FIT_TARGETS)}")
+    if kind in ("clamp", "sae") and target not in FIT_TARGETS[fit]:
+        raise ConfigError(f"target {target!r} does not exist when fitting on {fit}: choose "
+                          f"{' or '.join(FIT_TARGETS[fit])}")
+    fitted = ",fit=readings" if fit == "readings" else ""
     if kind == "clamp":
-        return f"clamp:layer={layer},target={target},shift={shift},where={where}"
+        return f"clamp:layer={layer},target={target},shift={shift},where={where}{fitted}"
     if kind == "leace":
-        return f"leace:layers={layer},where={where}"
+        return f"leace:layers={layer},where={where}{fitted}"
     if kind == "truncate":
         return f"truncate:k={k}"
     if kind == "sae":
         if not sae:
             raise ConfigError("choose an SAE for the SAE intervention")
-        return f"sae:sae={sae},remove={target},where={where}"
+        return f"sae:sae={sae},remove={target},where={where}{fitted}"
     if kind == "custom":
         if not custom or not custom.strip():
             raise ConfigError("type an intervention spec, e.g. clamp:layer=6,shift=1")
