@@ -331,6 +331,32 @@ def test_fit_on_readings_not_minimal_pairs(tiny_model, npz6):
     assert len(kept) == len(data.labels)
 
 
+def test_clamp_along_a_saved_probe(tiny_model, npz6, tmp_path):
+    """clamp:probe=DIR uses the probe artifact's direction and site, fit on readings; a probe of another
+    model is refused."""
+    import dataclasses
+
+    from mechinterp.probes import ProbeArtifact, ProbeSettings, run_probes
+
+    res = run_probes(tiny_model, npz6, layers=[1], settings=ProbeSettings(n_per_class=20, folds=3, bootstrap=100,
+                                                                         random_directions=1),
+                     seed=0, show_progress=False)
+    (art,) = res.artifacts.values()
+    art.save(tmp_path / "probe")
+    (cl,) = build(tiny_model, f"clamp:probe={tmp_path / 'probe'},fit=readings,target=preferred,shift=1", npz6).parts
+    assert cl.site == Site(1, "resid_post") and cl.info["direction"].startswith("probe")
+    cos = float(cl.direction.double() @ art.direction.double())
+    assert cos == pytest.approx(1.0, abs=1e-5)  # the probe points to the preferred reading, so no sign flip
+    with intervene(tiny_model, compose(cl)):
+        pass
+    assert_no_hooks(tiny_model)
+    other = dataclasses.replace(art, model={**art.model, "weights_sha256": "0" * 64, "name": "other"})
+    other.save(tmp_path / "other")
+    with pytest.raises(ConfigError, match="was trained on other"):
+        build(tiny_model, f"clamp:probe={tmp_path / 'other'},fit=readings,target=preferred", npz6)
+    assert ProbeArtifact.load(tmp_path / "probe").site.layer == 1
+
+
 @pytest.mark.slow
 def test_erasure_and_clamp_on_smollm2(smollm2):
     """Real model: erasure fit on two built-in suites removes the condition's linear information at a middle

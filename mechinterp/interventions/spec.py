@@ -235,6 +235,15 @@ def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend
             except ImportError as exc:
                 raise ConfigError("clamp with probe= needs mechinterp.probes, which is not available") from exc
             probe = ProbeArtifact.load(spec.probe)
+            trained_on = (probe.model or {}).get("weights_sha256")
+            if trained_on and trained_on != model.weights_sha256:
+                raise ConfigError(f"probe {spec.probe} was trained on {probe.model.get('name', 'another model')} "
+                                  f"(weights {trained_on[:12]}), not on {model.name} ({model.weights_sha256[:12]})")
+            if probe.d_model != model.d_model:
+                raise ConfigError(f"probe {spec.probe} has {probe.d_model} dimensions, {model.name} has {model.d_model}")
+            if not 0 <= probe.site.layer < model.n_layers:
+                raise ConfigError(f"probe {spec.probe} reads layer {probe.site.layer}; {model.name} has layers "
+                                  f"0-{model.n_layers - 1}")
             data = _fit_data(model, spec, suite, [probe.site.unpositioned], backend, cache)
             return clamp_from_probe(probe, data, spec.target, scope, spec.shift)
         if spec.layer is None:
