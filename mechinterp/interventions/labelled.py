@@ -121,20 +121,16 @@ def reading_activations(model: "Model", suite: "Suite", sites: Sequence["Site"],
     so the intervention is never fit on the test items' words. Constructions are pooled, so one eraser or
     direction serves a suite of several constructions (class 1 of each is the reading people prefer)."""
     from mechinterp.probes.activations import collect_training
-    from mechinterp.probes.pipeline import suite_constructions
-    from mechinterp.probes.lexical import suite_content_words
-    from mechinterp.probes.templates import generate
+    from mechinterp.probes.pipeline import disjoint_training_sets
 
     plain = list(dict.fromkeys(s.unpositioned for s in sites))
     layers = sorted({s.layer for s in plain})
     comps = sorted({s.component for s in plain})
-    words = suite_content_words(suite)
     xs: dict[Any, list[np.ndarray]] = {s: [] for s in plain}
     labels: list[str] = []
     groups: list[str] = []
     per_cons: dict[str, int] = {}
-    for c in suite_constructions(suite):
-        ts = generate(c, n_per_class, seed).without_words(words, min_per_class=10)
+    for c, ts in disjoint_training_sets(suite, n_per_class, seed).items():
         got = collect_training(model, ts, layers, comps, positions=("target",), backend=backend,
                                batch_size=batch_size)
         for s in plain:

@@ -88,6 +88,15 @@ def training_sets(suite: Any, settings: ProbeSettings, seed: int, constructions:
     return out
 
 
+def disjoint_training_sets(suite: Any, n_per_class: int = 150, seed: int = 0,
+                           min_per_class: int = 10) -> dict[str, TrainingSet]:
+    """Per construction of ``suite`` that the templates support: the generated sentences that share no content
+    word with ``suite`` (what interventions and SAE reading features are fit on)."""
+    words = suite_content_words(suite)
+    return {c: generate(c, n_per_class, seed).without_words(words, min_per_class=min_per_class)
+            for c in suite_constructions(suite)}
+
+
 def _rows_of(full: TrainingSet, kept: TrainingSet) -> np.ndarray:
     pos = {s.text: i for i, s in enumerate(full.sentences)}
     return np.array([pos[s.text] for s in kept.sentences])

@@ -51,15 +51,15 @@ class ReadingFeatures:
     on_stimuli: pd.DataFrame  # one row per construction x reading's feature set x condition
 
 
+def _buckets(labels: np.ndarray, groups: np.ndarray) -> list[Any]:
+    """The lexical buckets that hold sentences of both readings."""
+    return [g for g in np.unique(groups) if {0, 1} <= set(labels[groups == g].tolist())]
+
+
 def _bucket_differences(f: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     """Per lexical bucket with both readings: mean features under the preferred minus the dispreferred."""
-    rows, kept = [], []
-    for g in np.unique(groups):
-        m = groups == g
-        pref, disp = m & (labels == 1), m & (labels == 0)
-        if pref.any() and disp.any():
-            rows.append(f[pref].mean(0) - f[disp].mean(0))
-            kept.append(g)
+    kept = _buckets(labels, groups)
+    rows = [f[(groups == g) & (labels == 1)].mean(0) - f[(groups == g) & (labels == 0)].mean(0) for g in kept]
     return np.asarray(rows), kept
 
 
@@ -80,7 +80,7 @@ def stratified_permutation(f: np.ndarray, labels: np.ndarray, groups: np.ndarray
     and 0, permuting labels within buckets; buckets without both labels are left out. Returns (statistic,
     p, buckets)."""
     labels, groups = np.asarray(labels), np.asarray(groups)
-    _, buckets = _bucket_differences(f[:, :1], labels, groups)
+    buckets = _buckets(labels, groups)
     keep = np.isin(groups, buckets)
     f, labels, groups = f[keep], labels[keep], groups[keep]
     obs = _weights(labels, groups, buckets) @ f
@@ -105,17 +105,13 @@ def reading_features(model: Any, sae: LoadedSAE, suite: Any,
     """Features of each reading from generated sentences, and their activation on ``suite`` (module doc)."""
     from mechinterp.probes.activations import collect_stimuli, collect_training
     from mechinterp.probes.labels import readings
-    from mechinterp.probes.lexical import suite_content_words
-    from mechinterp.probes.pipeline import suite_constructions
-    from mechinterp.probes.templates import generate
+    from mechinterp.probes.pipeline import disjoint_training_sets
 
     sae.check_model(model)
     L, comp = sae.layer, sae.component
-    words = suite_content_words(suite)
     stats_rows, stim_rows = [], []
-    for c in suite_constructions(suite):
+    for c, ts in disjoint_training_sets(suite, cfg.n_per_class, cfg.seed).items():
         pref_name, disp_name = readings(c)
-        ts = generate(c, cfg.n_per_class, cfg.seed).without_words(words, min_per_class=10)
         x = collect_training(model, ts, [L], [comp], positions=("target",))[(L, comp, "target")]
         with torch.no_grad():
             f = sae.encode(torch.from_numpy(x).float()).double().numpy()
