@@ -44,6 +44,9 @@ def test_features_and_card(sae_dir, tiny_dirs, tmp_path, capsys):
     assert {"attr_effect_bits", "ablation_effect_bits", "window"} <= set(attr.columns)
     prov = json.loads((tmp_path / "feat.csv.provenance.json").read_text())
     assert prov["extra"]["sae"]["d_sae"] == 32 and prov["suite"]["name"] == "npz"
+    on = pd.read_csv(tmp_path / "feat.readings_on_stimuli.csv")
+    assert set(on["suite"]) == {"npz"} and set(on["construction"]) == {"NP/Z"}
+    assert (tmp_path / "feat.readings.csv.provenance.json").exists()
     feat = int(pd.read_parquet(sae_dir / "top_examples.parquet")["feature"].iloc[0])
     rc = main(["sae", "card", "--model", str(tiny_dirs["llama"]), "--sae", str(sae_dir), "--feature", str(feat),
                "--suite", "npz", "--report", str(tmp_path / "card.html"), "--out", str(tmp_path / "card.csv")])

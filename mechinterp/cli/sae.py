@@ -190,12 +190,12 @@ def run_features(args: argparse.Namespace) -> int:
         from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
 
         rcfg = ReadingFeatureConfig(n_permutations=min(args.permutations, 10_000), alpha=args.alpha, seed=args.seed)
-        parts = [reading_features(model, sae, s, rcfg) for s in suites if s.ambiguity is not None]
+        parts = [(s.name, reading_features(model, sae, s, rcfg)) for s in suites if s.ambiguity is not None]
         for name in ("stats", "on_stimuli"):
-            df = pd.concat([getattr(r, name).assign(suite=s.name) for r, s in zip(parts, suites)], ignore_index=True)
+            df = pd.concat([getattr(r, name).assign(suite=n) for n, r in parts], ignore_index=True)
             path = out.with_name(f"{out.stem}.readings{'' if name == 'stats' else '_on_stimuli'}{out.suffix}")
             common.write(df, path, prov)
-        on = pd.concat([r.on_stimuli for r in parts], ignore_index=True)
+        on = pd.concat([r.on_stimuli for _, r in parts], ignore_index=True)
         if len(on):
             print("\nfeatures of each reading (generated sentences) at the ambiguous word:")
             print(on.drop(columns=["features"]).to_string(index=False))
