@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from mechinterp.datasets import naturalstories_dir, sap_dir
+
 os.environ.setdefault("MECHINTERP_NO_PROGRESS", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAP_DIR = SHARED / "data" / "sap"
-NATURAL_STORIES = SHARED / "data" / "naturalstories"
+SAP_DIR = sap_dir()
+NATURAL_STORIES = naturalstories_dir()
 
 
 def _tiny_dir(root: Path, arch: str) -> Path:
@@ -86,10 +87,7 @@ def smollm2():
 def sap_classic():
     from mechinterp.stimuli import load_suite
 
-    path = SAP_DIR / "stimuli" / "items_ClassicGP.csv"
-    if not path.exists():
-        pytest.skip(f"SAP Benchmark data not found at {path} (expected ../shared/data beside the checkout)")
-    return load_suite(path)
+    return load_suite(SAP_DIR / "stimuli" / "items_ClassicGP.csv")
 
 
 def _ours(hooks) -> list:

@@ -55,7 +55,7 @@ pytestmark = [
 def demo_results(tiny_model, tmp_path_factory) -> Path:
     """The same demo directory test_explorer.py uses (built once; a complete one is reused)."""
     root = tmp_path_factory.getbasetemp() / "explorer-demo"
-    return build_demo(tiny_model, root, naturalstories=NATURAL_STORIES if NATURAL_STORIES.exists() else None)
+    return build_demo(tiny_model, root, naturalstories=NATURAL_STORIES)
 
 
 def free_port() -> int:

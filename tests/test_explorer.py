@@ -27,7 +27,7 @@ PAGES = ["sentence", "probes", "patching", "saes", "collapse", "humans", "result
 def demo_results(tiny_model, tmp_path_factory) -> Path:
     """Demo results of the tiny model (built once per session; test_browser.py reuses the same directory)."""
     root = tmp_path_factory.getbasetemp() / "explorer-demo"
-    ns = NATURAL_STORIES if NATURAL_STORIES.exists() else None
+    ns = NATURAL_STORIES
     return build_demo(tiny_model, root, naturalstories=ns)
 
 
@@ -226,13 +226,10 @@ def test_lexcat_and_sap_suites_load(app):
     app.sidebar.selectbox(key="suite").set_value("lexcat").run()
     no_errors(app)
     assert app.metric
-    if (SAP_DIR / "stimuli" / "items_ClassicGP.csv").exists():
-        sap = str(SAP_DIR.resolve() / "stimuli" / "items_ClassicGP.csv")
-        options = app.sidebar.selectbox(key="suite").options
-        if sap in options:
-            app.sidebar.selectbox(key="suite").set_value(sap).run()
-            no_errors(app)
-            assert app.sidebar.selectbox(key="item").value.startswith(("MV/RR:", "NP/S:", "NP/Z:"))
+    assert "SAP ClassicGP" in app.sidebar.selectbox(key="suite").options
+    app.sidebar.selectbox(key="suite").set_value("sap:ClassicGP").run()
+    no_errors(app)
+    assert app.sidebar.selectbox(key="item").value.startswith(("MV/RR:", "NP/S:", "NP/Z:"))
 
 
 # ---- typed sentences and bad input --------------------------------------------------------------------------
@@ -376,12 +373,10 @@ def test_find_item():
         inputs.find_item(npz, "99")
     with pytest.raises(ConfigError, match="no item given"):
         inputs.find_item(npz, "")
-    path = SAP_DIR / "stimuli" / "items_ClassicGP.csv"
-    if path.exists():
-        sap = load_suite(path)
-        assert inputs.find_item(sap, "NP/Z:2").construction == "NP/Z"
-        with pytest.raises(ConfigError):  # "2" names one item per construction: ambiguous
-            inputs.find_item(sap, "2")
+    sap = load_suite(SAP_DIR / "stimuli" / "items_ClassicGP.csv")
+    assert inputs.find_item(sap, "NP/Z:2").construction == "NP/Z"
+    with pytest.raises(ConfigError):  # "2" names one item per construction: ambiguous
+        inputs.find_item(sap, "2")
 
 
 def test_scan_classifies_results(demo_results):
@@ -394,8 +389,7 @@ def test_scan_classifies_results(demo_results):
     patch = cat.of_kind("patching")[0]
     assert patch.model and patch.weights_sha256 and patch.suites == ("npz",)
     assert not any(".tmp" in str(t.path) or "/jobs/" in str(t.path) for t in cat.tables)
-    if NATURAL_STORIES.exists():
-        assert len(cat.linking) == 1 and "compare" in kinds
+    assert len(cat.linking) == 1 and "compare" in kinds
     with pytest.raises(ConfigError, match="does not exist"):
         scan(demo_results / "absent")
 

@@ -18,8 +18,6 @@ from mechinterp.humans import (
     trial_effects,
 )
 
-needs_sap = pytest.mark.skipif(not SAP_DIR.exists(), reason=f"SAP data not found at {SAP_DIR}")
-needs_ns = pytest.mark.skipif(not NATURAL_STORIES.exists(), reason=f"Natural Stories not found at {NATURAL_STORIES}")
 
 
 def test_builtin_published_effects():
@@ -37,7 +35,6 @@ def test_builtin_published_effects():
         published_effects("Garden")
 
 
-@needs_sap
 def test_builtin_matches_upstream_table():
     up = pd.read_csv(SAP_DIR / "effects" / "summary_by_construction_ms.csv")
     h = published_effects(subset=None)
@@ -51,7 +48,6 @@ def test_builtin_matches_upstream_table():
     assert (m2["effect_x"] - m2["effect_y"]).abs().max() < 1e-3
 
 
-@needs_sap
 def test_by_item_effects_and_noise_ceiling():
     items = load_sap_effects(SAP_DIR)
     assert len(items) == 216 and items["item"].between(1, 24).all()
@@ -85,7 +81,6 @@ def test_effect_table_errors(tmp_path):
         read_effect_table(tmp_path / "missing.csv")
 
 
-@needs_sap
 def test_trials_loader_and_empirical_effects():
     t = load_sap_trials(SAP_DIR)
     assert {"participant", "construction", "item", "roi", "rt", "ambiguous"} <= set(t.columns)
@@ -104,7 +99,6 @@ def test_trials_errors(tmp_path):
         load_sap_trials(p)
 
 
-@needs_ns
 def test_natural_stories():
     ns = load_natural_stories(NATURAL_STORIES)
     assert len(ns.words) == 10256 and ns.stories == list(range(1, 11))

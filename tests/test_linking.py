@@ -107,7 +107,6 @@ def test_predict_rt_on_suite_words():
     assert out["predicted_ms"].iloc[3] == pytest.approx(float(manual[0]))
 
 
-@pytest.mark.skipif(not NATURAL_STORIES.exists(), reason="Natural Stories not found")
 def test_natural_stories_windows_match_whole_text(tiny_model):
     from mechinterp.humans import load_natural_stories
     from mechinterp.surprisal import sentence_surprisal
@@ -123,7 +122,6 @@ def test_natural_stories_windows_match_whole_text(tiny_model):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not NATURAL_STORIES.exists(), reason="Natural Stories not found")
 def test_natural_stories_fit_smollm2(smollm2):
     """Real model on two stories: surprisal slows reading (positive coefficient, excluding 0) and adds R^2."""
     from mechinterp.humans import load_natural_stories

@@ -19,8 +19,9 @@ def sibling(path: Path, part: str) -> Path:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intervention", action="append", default=[], metavar="SPEC", help=SPEC_HELP)
-    p.add_argument("--naturalstories", metavar="DIR",
-                   help="Natural Stories directory (all_stories.tok, processed_wordinfo.tsv) for side effects")
+    p.add_argument("--naturalstories", metavar="DIR", default="shipped",
+                   help="Natural Stories directory (all_stories.tok, processed_wordinfo.tsv) for side effects and "
+                        "the surprisal-to-ms link (default: the copy shipped with the package; 'none' to skip)")
     p.add_argument("--ns-words", type=int, default=150,
                    help="side effects: first N words of each story (default 150, i.e. 1,500 words)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -38,7 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def collapse_from_args(args: argparse.Namespace, model, suite):
-    from mechinterp.humans import load_natural_stories
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build_all, parse_spec
     from mechinterp.surprisal import SurprisalConfig
@@ -49,7 +49,7 @@ def collapse_from_args(args: argparse.Namespace, model, suite):
         from mechinterp.errors import ConfigError
 
         raise ConfigError(f"intervention names must differ: {names} (name them with NAME=...)")
-    corpus = load_natural_stories(args.naturalstories) if args.naturalstories else None
+    corpus = common.natural_stories_arg(args.naturalstories)
     if specs:
         print(f"fitting {', '.join(names)} ...")
     built = build_all(model, specs, suite, backend=args.backend)

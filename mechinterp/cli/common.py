@@ -37,6 +37,16 @@ def add_seed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def natural_stories_arg(value: str | None):
+    """The Natural Stories corpus named by a ``--naturalstories`` option: ``shipped`` (the package's copy), a
+    directory, or ``none``/empty for no corpus."""
+    from mechinterp.humans import load_natural_stories
+
+    if value is None or value.strip().lower() in ("", "none"):
+        return None
+    return load_natural_stories(None if value == "shipped" else value)
+
+
 def seed_everything(seed: int) -> None:
     import torch
 

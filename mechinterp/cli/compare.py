@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_seed(p)
     add_common(p)
     p.add_argument("--human", metavar="DIR", help="SAP Benchmark directory (with effects/) for by-item effects and "
-                   "the noise ceiling; construction-level effects are built in")
+                   "the noise ceiling (default: the copy shipped with the package)")
     p.add_argument("--subset", default="ClassicGP", help="SAP subset (default ClassicGP)")
     p.add_argument("--collapsed", action="append", default=[], metavar="TABLE",
                    help="word tables written by `mechinterp collapse` (repeatable) instead of running interventions")
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mechinterp.compare import compare
     from mechinterp.errors import ConfigError
-    from mechinterp.humans import load_natural_stories, load_sap_effects, noise_ceiling, published_effects
+    from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
     from mechinterp.linking import LinkingFit, fit_natural_stories
     from mechinterp.reports.compare import write_compare_report
     from mechinterp.surprisal import SurprisalConfig
@@ -47,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else None
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--report {report}: use an .html file name")
-    if not args.linking and not args.naturalstories:
-        raise ConfigError("give --naturalstories DIR (to fit the surprisal-to-ms link) or --linking JSON")
+    if not args.linking and str(args.naturalstories).strip().lower() in ("", "none"):
+        raise ConfigError("give --naturalstories DIR or 'shipped' (to fit the surprisal-to-ms link) or --linking JSON")
     if args.collapsed and args.intervention:
         raise ConfigError("give either --collapsed tables or --intervention specs, not both")
     human = published_effects(args.subset)
-    human_items = load_sap_effects(args.human, args.subset, "item") if args.human else None
-    ceiling = noise_ceiling(args.human) if args.human else noise_ceiling()
+    human_items = load_sap_effects(args.human, args.subset, "item")
+    ceiling = noise_ceiling(args.human)
     suite = common.get_suite(args.suite)
     model = common.get_model(args)
     common.seed_everything(args.seed)
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"the linking fit {args.linking} was made for another model ({fit.model.get('name')})")
     else:
         print("fitting the surprisal-to-ms link on Natural Stories ...")
-        corpus = load_natural_stories(args.naturalstories)
+        corpus = common.natural_stories_arg(args.naturalstories)
+        assert corpus is not None
         if args.link_stories:
             try:
                 stories = [int(x) for x in args.link_stories.split(",") if x.strip()]

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.add_argument("--demo", metavar="DIR", default=None,
                    help="first write small demo results for --model into DIR (skipped if already there), then show them")
-    p.add_argument("--naturalstories", metavar="DIR", default=None,
-                   help="with --demo: Natural Stories directory, for a surprisal-to-ms link and the human comparison")
+    p.add_argument("--naturalstories", metavar="DIR", default="shipped",
+                   help="with --demo: Natural Stories directory, for a surprisal-to-ms link and the human comparison "
+                        "(default: the copy shipped with the package; 'none' to skip)")
     p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
     p.set_defaults(func=run)
 
@@ -54,11 +55,14 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would write demo results for {args.model} into {args.demo}")
         else:
+            from mechinterp.datasets import naturalstories_dir
             from mechinterp.explore.demo import build_demo
             from mechinterp.models import load_model
 
+            ns = args.naturalstories
+            ns = None if ns.strip().lower() in ("", "none") else (naturalstories_dir() if ns == "shipped" else ns)
             print(f"writing demo results for {args.model} into {args.demo} ...")
-            build_demo(load_model(args.model), args.demo, naturalstories=args.naturalstories)
+            build_demo(load_model(args.model), args.demo, naturalstories=ns)
         results = args.demo
     elif not Path(results).is_dir():
         print(f"note: results directory {results} does not exist yet; the explorer will compute on demand only")

@@ -37,7 +37,7 @@ OTHER = "other (path) …"
 SELECTION = "_selection"
 SELECTION_ERROR = "_selection_error"
 INTERVENTION = "_intervention"  # the active intervention spec (kept across pages)
-SAP_CLASSIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "sap" / "stimuli" / "items_ClassicGP.csv"
+SAP_SUITES = ("sap:ClassicGP", "sap:RelativeClause", "sap:AttachmentAmbiguity", "sap:Agreement")
 
 
 @dataclass(frozen=True)
@@ -146,14 +146,11 @@ def _registry() -> list[str]:
 def _suite_options() -> list[str]:
     from mechinterp.stimuli import builtin_suites
 
-    opts = builtin_suites()
-    if SAP_CLASSIC.exists():
-        opts.append(str(SAP_CLASSIC))
-    return opts
+    return [*builtin_suites(), *SAP_SUITES]
 
 
 def _suite_label(spec: str) -> str:
-    return f"SAP ClassicGP ({Path(spec).name})" if spec == str(SAP_CLASSIC) else spec
+    return f"SAP {spec[4:]}" if spec in SAP_SUITES else spec
 
 
 def _clear(*keys: str) -> None:

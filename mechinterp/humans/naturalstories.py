@@ -1,8 +1,9 @@
 """The Natural Stories corpus (Futrell et al. 2018/2021): 10 stories, 10,256 words, per-word mean self-paced
 reading times over about 83 readers.
 
-Read from a directory the user gives (the upstream repository's layout: ``all_stories.tok`` for the text in
-order, ``processed_wordinfo.tsv`` for the reading times; CC BY-NC-SA 4.0, not shipped with this package).
+Shipped with the package (:func:`mechinterp.datasets.naturalstories_dir`; CC BY-NC-SA 4.0, licence beside it);
+any directory in the upstream repository's layout also loads (``all_stories.tok`` for the text in order,
+``processed_wordinfo.tsv`` for the reading times).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mechinterp.datasets import naturalstories_dir
 from mechinterp.errors import ConfigError
 
 WORD_COLUMNS = ["story", "zone", "word", "rt_mean", "rt_sd", "rt_gmean", "n_readers"]
@@ -49,9 +51,18 @@ class NaturalStories:
         return NaturalStories(df.reset_index(drop=True), self.source)
 
 
-def load_natural_stories(path: str | Path) -> NaturalStories:
-    """Load the corpus from its directory (``all_stories.tok`` + ``processed_wordinfo.tsv``)."""
-    root = Path(path)
+def load_natural_stories(path: str | Path | None = None) -> NaturalStories:
+    """Load the corpus.
+
+    Args:
+        path: a directory holding ``all_stories.tok`` and ``processed_wordinfo.tsv``; the shipped copy if None.
+
+    Example:
+        >>> ns = load_natural_stories()
+        >>> len(ns.words)
+        10256
+    """
+    root = Path(path) if path is not None else naturalstories_dir()
     tok, info = root / "all_stories.tok", root / "processed_wordinfo.tsv"
     for f in (tok, info):
         if not f.exists():

@@ -2,15 +2,18 @@
 
 Three sources, all returned as tidy tables with the same columns (:data:`EFFECT_COLUMNS`):
 
-* :func:`published_effects` — the paper's headline table per construction and ROI, built into this package
-  (``mechinterp/humans/data``, with its source and licence in ``SOURCE.md``);
+* :func:`published_effects` — the paper's headline table per construction and ROI (upstream
+  ``effects/summary_by_construction_ms.csv``);
 * :func:`read_effect_table` / :func:`load_sap_effects` — the upstream posterior effect tables
-  (``effects/<spr|logrt>/<Subset>/by_construction*.csv`` and ``by_item*.csv``) from a directory the user gives;
+  (``effects/<spr|logrt>/<Subset>/by_construction*.csv`` and ``by_item*.csv``);
 * :func:`load_sap_trials` and :func:`trial_effects` — trial-level reading times (the public NP/Z + agreement
   file) and simple empirical effects computed from them (difference of mean RTs, participant bootstrap).
 
 ROI 0 is the disambiguating word, ROI 1 and 2 the two words after it. Effects are ambiguous minus unambiguous
 reading time in ms (``measure="spr"``) or log ms (``"logrt"``).
+
+Every function reads the copy of the benchmark shipped with the package (:func:`mechinterp.datasets.sap_dir`,
+MIT, licence and citation beside it) unless given another SAP directory in the upstream layout.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from mechinterp.datasets import sap_dir
 from mechinterp.errors import ConfigError
 
-DATA_DIR = Path(__file__).parent / "data"
 CITATION = (
     "Huang, Arehalli, Kugemoto, Muxica, Prasad, Dillon & Linzen (2024). Large-scale benchmark yields no evidence "
     "that language model surprisal explains syntactic disambiguation difficulty. Journal of Memory and Language. "
@@ -48,10 +51,11 @@ def construction_of_coef(coef: str) -> str:
 
 @lru_cache(maxsize=1)
 def _published() -> pd.DataFrame:
-    wide = pd.read_csv(DATA_DIR / "sap_effects_by_construction.csv")
+    wide = pd.read_csv(sap_dir() / "effects" / "summary_by_construction_ms.csv")
     rows = []
     for _, r in wide.iterrows():
-        base = {"subset": r["subset"], "coef": r["coef"], "construction": r["construction"], "roi": int(r["roi"]),
+        base = {"subset": r["subset"], "coef": r["coef"], "construction": construction_of_coef(r["coef"]),
+                "roi": int(r["ROI"]),
                 "item": pd.NA, "measure": "spr"}
         rows.append({**base, "source": "human", "effect": r["human_empirical"], "ci_low": r["human_lower95"],
                      "ci_high": r["human_upper95"]})
@@ -76,17 +80,11 @@ def published_effects(subset: str | None = "ClassicGP", source: str | None = "hu
     return df.reset_index(drop=True).copy()
 
 
-@lru_cache(maxsize=1)
-def _ceiling() -> pd.DataFrame:
-    return pd.read_csv(DATA_DIR / "sap_noise_ceiling.csv")
-
-
 def noise_ceiling(path: str | Path | None = None) -> pd.DataFrame:
     """Split-half reliability of the by-item human effects (columns coef, construction, roi, split_half_r):
-    built in, or read from an upstream ``noiseceiling_summary.csv`` (or a SAP root directory) at ``path``."""
-    if path is None:
-        return _ceiling().copy()
-    path = Path(path)
+    from the shipped benchmark, or from an upstream ``noiseceiling_summary.csv`` (or a SAP root directory) at
+    ``path``."""
+    path = Path(path) if path is not None else sap_dir()
     if path.is_dir():
         path = path / "effects" / "noiseceiling_summary.csv"
     df = _read_csv(path)
@@ -136,11 +134,12 @@ def read_effect_table(path: str | Path, subset: str | None = None, source: str |
     return out[out["roi"].notna()].reset_index(drop=True)[EFFECT_COLUMNS]
 
 
-def load_sap_effects(root: str | Path, subset: str = "ClassicGP", level: Literal["construction", "item"] = "item",
+def load_sap_effects(root: str | Path | None = None, subset: str = "ClassicGP", level: Literal["construction", "item"] = "item",
                      source: str = "human", measure: Measure = "spr") -> pd.DataFrame:
     """Upstream effect tables from a SAP Benchmark directory ``root`` (the folder holding ``effects/``), e.g.
-    the human by-item garden-path effects: ``load_sap_effects(root, "ClassicGP", "item")``."""
-    root = Path(root)
+    the human by-item garden-path effects: ``load_sap_effects(None, "ClassicGP", "item")`` (None: the shipped
+    copy)."""
+    root = Path(root) if root is not None else sap_dir()
     if not (root / "effects").is_dir():
         raise ConfigError(f"{root} is not a SAP Benchmark directory: it has no effects/ folder")
     suffix = {v: k for k, v in SOURCES.items()}.get(source)
@@ -164,11 +163,11 @@ TRIAL_COLUMNS = ["participant", "construction", "item", "condition", "ambiguous"
                  "sentence", "rt", "correct"]
 
 
-def load_sap_trials(path: str | Path) -> pd.DataFrame:
+def load_sap_trials(path: str | Path | None = None) -> pd.DataFrame:
     """Trial-level self-paced reading times (upstream ``trials/*.csv.gz``): one row per participant x item x ROI
     word, columns :data:`TRIAL_COLUMNS` (``construction`` from the upstream ``Type``, ``ambiguous`` from
-    ``AMBIG``, ``rt`` in ms)."""
-    path = Path(path)
+    ``AMBIG``, ``rt`` in ms). ``path``: a trial file or SAP directory; None for the shipped copy."""
+    path = Path(path) if path is not None else sap_dir()
     if path.is_dir():
         path = path / "trials" / "npz_agreement_trials.csv.gz"
     df = _read_csv(path, low_memory=False)

@@ -1,6 +1,6 @@
 """Train a TopK SAE with SAE-Lens on cached activations, on the CPU, in bounded time.
 
-The recipe (see /work/shared/STACK.md): cache one site's activations with the model stopped after that layer,
+The recipe: cache one site's activations with the model stopped after that layer,
 leave BOS out, centre the data by its mean ``mu``, let SAE-Lens rescale it to unit mean norm
 (``normalize_activations="expected_average_only_in"``, folded into the weights at the end) and train with
 SAE-Lens's own ``SAETrainer`` on a tensor iterator. ``b_dec`` starts at the data mean: the trainer sees
