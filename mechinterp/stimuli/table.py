@@ -60,11 +60,11 @@ def is_spreadsheet(columns: list[str]) -> bool:
         columns: The header's column names.
 
     Returns:
-        True if it has ``item`` and ``condition`` columns and no SAP sentence/position column.
+        True unless it has one of the SAP Benchmark's sentence/position columns (``Sentence``,
+        ``unambiguous``, ``disambPosition``...), so that a spreadsheet missing a column is reported as one.
     """
-    cols = set(columns)
-    sap = {"Sentence", "disambPosition", "targetPosition", "disambPositionAmb", "unambiguous"}
-    return {"item", "condition"} <= cols and not (cols & sap)
+    sap = {"Sentence", "disambPosition", "targetPosition", "disambPositionAmb", "disambPositionUnamb", "unambiguous"}
+    return not (set(columns) & sap)
 
 
 def sidecar_path(path: str | Path) -> Path | None:
