@@ -60,11 +60,13 @@ def is_spreadsheet(columns: list[str]) -> bool:
         columns: The header's column names.
 
     Returns:
-        True unless it has one of the SAP Benchmark's sentence/position columns (``Sentence``,
-        ``unambiguous``, ``disambPosition``...), so that a spreadsheet missing a column is reported as one.
+        True if it has an ``item`` or ``condition`` column and none of the SAP Benchmark's sentence/position
+        columns (``Sentence``, ``unambiguous``, ``disambPosition``...), so that a spreadsheet missing one
+        column is still reported as a spreadsheet.
     """
     sap = {"Sentence", "disambPosition", "targetPosition", "disambPositionAmb", "disambPositionUnamb", "unambiguous"}
-    return not (set(columns) & sap)
+    cols = set(columns)
+    return bool(cols & {"item", "condition"}) and not (cols & sap)
 
 
 def sidecar_path(path: str | Path) -> Path | None:
