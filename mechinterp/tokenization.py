@@ -14,7 +14,12 @@ Rules:
 * If a token straddles two words (possible with tokenizers that merge across spaces), the sentence is
   re-tokenized word by word (each word with its leading space) and ``per_word`` is recorded.
 * A region's tokens are the tokens of the words that start in it (a region is a run of words), so
-  region surprisal is always the sum of its words' surprisals.
+  region surprisal is always the sum of its words' surprisals. Where a region starts is set by the
+  condition's spacing convention (:mod:`mechinterp.stimuli.types`): under ``"syntaxgym"`` every region
+  starts a word, so this is SyntaxGym's own rule (a token belongs to the region its characters lie in, the
+  space before a region going with it) and a punctuation-only region gets its punctuation's tokens; under
+  ``"attach"`` a region that starts with punctuation starts mid-word, the word wins, and the region is
+  empty (no tokens: it counts 0 bits in a prediction).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from mechinterp.stimuli import builtin_suites, load_suite, suite_from_dict, suit
 from conftest import SAP_DIR
 
 
-def _suite_dict() -> dict:
+def _suite_dict(spacing: str | None = "attach") -> dict:
     def cond(name, cue, amb):
         return {
             "condition_name": name, "ambiguous": amb, "reading": "subject",
@@ -23,8 +23,9 @@ def _suite_dict() -> dict:
             ],
         }
 
+    meta = {"name": "toy", "metric": "sum"} | ({"spacing": spacing} if spacing else {})
     return {
-        "meta": {"name": "toy", "metric": "sum"},
+        "meta": meta,
         "ambiguity": {"construction": "NP/Z", "readings": {"object": "o", "subject": "s"},
                       "preferred_reading": "object", "ambiguous_region": 4, "disambiguating_region": 5,
                       "cue_region": 3},
@@ -47,6 +48,34 @@ def test_condition_text_words_and_regions():
     assert [w.text for w in amb.region_words(5)] == ["ran"]
     a, b = unamb.region_spans[4]
     assert unamb.text[a:b] == "the deer"
+
+
+def test_syntaxgym_spacing_scores_punctuation_regions():
+    """Without a spacing marker a SyntaxGym JSON suite is read as SyntaxGym reads it: regions joined by
+    spaces, so the punctuation-only cue region is a word of its own."""
+    suite = suite_from_dict(_suite_dict(spacing=None))
+    assert suite.spacing == "syntaxgym"
+    unamb = suite.items[0].condition("unambiguous")
+    assert unamb.text == "While the man hunted , the deer ran into the woods."
+    assert [w.text for w in unamb.region_words(3)] == [","]
+    assert [w.region for w in unamb.words] == [1, 1, 1, 2, 3, 4, 4, 5, 6, 6, 6]
+    assert suite.items[0].condition("ambiguous").region_words(3) == ()
+    # the convention survives a round trip, and only attach suites write the marker
+    assert "spacing" not in suite_to_dict(suite)["meta"]
+    attach = suite_from_dict(_suite_dict())
+    assert suite_to_dict(attach)["meta"]["spacing"] == "attach"
+    assert suite_from_dict(suite_to_dict(attach)).spacing == "attach"
+    assert suite.sha256 != attach.sha256
+
+
+def test_bad_spacing_marker():
+    with pytest.raises(SuiteError, match="meta.spacing is 'glue'"):
+        suite_from_dict(_suite_dict(spacing="glue"))
+
+
+def test_builtin_suites_attach_punctuation():
+    for name in builtin_suites():
+        assert load_suite(name).spacing == "attach"
 
 
 def test_region_roles_and_names():

@@ -1,4 +1,12 @@
-"""Read and write SyntaxGym test-suite JSON (with this package's ambiguity extensions)."""
+"""Read and write SyntaxGym test-suite JSON (with this package's ambiguity extensions).
+
+Regions are read with SyntaxGym's own convention (spacing ``"syntaxgym"``, see
+:mod:`mechinterp.stimuli.types`): a condition's sentence is its non-empty regions joined by single spaces, so
+every region starts a word and a punctuation-only region (``"."``) is scored on its own tokens. A file may
+declare ``"spacing": "attach"`` in its ``meta`` (the built-in suites do) to attach regions that start with
+punctuation to the previous word instead; the writer records that key only for such suites, so files written
+from SyntaxGym-convention suites are plain SyntaxGym files.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mechinterp.errors import SuiteError
-from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite
+from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite, spacing_for
 from mechinterp.stimuli.validate import validate_suite
 
 
@@ -24,6 +32,10 @@ def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(f"{where}: a SyntaxGym suite must be a JSON object")
     meta = dict(data.get("meta") or {})
+    try:
+        spacing = spacing_for("syntaxgym-json", meta.pop("spacing", None))
+    except SuiteError as exc:
+        raise SuiteError(f"{where}: {exc}") from exc
     name = meta.get("name") or (Path(source).stem if source else "suite")
     items_raw = _require(data, "items", where)
     if not isinstance(items_raw, list):
@@ -55,6 +67,7 @@ def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
                         regions=tuple(regions),
                         ambiguous=c.get("ambiguous"),
                         reading=c.get("reading"),
+                        spacing=spacing,
                     )
                 )
             except ValidationError as exc:
@@ -95,7 +108,7 @@ def read_syntaxgym(path: str | Path) -> Suite:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise SuiteError(f"suite file {path} does not exist") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path} is not valid JSON: {exc}") from exc
     return suite_from_dict(data, source=str(path))
 
@@ -103,6 +116,10 @@ def read_syntaxgym(path: str | Path) -> Suite:
 def suite_to_dict(suite: Suite) -> dict[str, Any]:
     out: dict[str, Any] = {
         "meta": {**suite.meta, "name": suite.name, "metric": suite.meta.get("metric", "sum")},
+    }
+    if suite.spacing != spacing_for("syntaxgym-json"):
+        out["meta"]["spacing"] = suite.spacing
+    out |= {
         "region_meta": {str(k): v for k, v in sorted(suite.region_meta.items())},
         "predictions": [p.model_dump() for p in suite.predictions],
     }

@@ -10,10 +10,22 @@ This is SyntaxGym's test-suite structure (meta, region_meta, predictions, items/
   lexical material in cross-validation) and ``Item.construction`` (for suites that mix constructions, such as
   the SAP Benchmark's ClassicGP set).
 
-A condition's sentence is its non-empty regions joined by one space, except that a region starting with
-punctuation (``, . ; : ! ?``) attaches to the previous one with no space: regions ``hunted`` + ``,`` +
-``the deer`` read "hunted, the deer". Words are the whitespace-separated pieces of that sentence, numbered
-from 0; each word belongs to the region in which it starts.
+How regions become a sentence is the condition's **spacing** convention (:data:`SPACINGS`), a property of
+the input format that the reader sets once for every condition of a suite (see :func:`spacing_for`):
+
+* ``"syntaxgym"`` (SyntaxGym JSON suites, as SyntaxGym itself reads them): the sentence is the non-empty
+  regions joined by single spaces, whatever they start with: regions ``hunted`` + ``,`` + ``the deer`` read
+  "hunted , the deer". Every region therefore starts a new word, so words and regions never disagree, and a
+  region that is only punctuation (``.``) is a word of its own and gets that punctuation's surprisal.
+* ``"attach"`` (the built-in suites, SAP Benchmark CSVs, and spreadsheets unless their sidecar says
+  otherwise): as above, except that a region starting with punctuation (``, . ; : ! ?``) attaches to the
+  previous one with no space: "hunted, the deer". Such a region starts mid-word; the **word wins**: the
+  word "hunted," belongs to the region it starts in, so a punctuation-only region holds no word and scores
+  as empty (0 bits), and its punctuation counts for the previous region.
+
+Region contents are whitespace-normalized (runs of whitespace become one space, ends stripped). Words are the
+whitespace-separated pieces of the sentence, numbered from 0; each word belongs to the region in which it
+starts.
 """
 
 from __future__ import annotations
@@ -26,7 +38,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mechinterp.errors import RegionError, SuiteError
+
 PUNCT_ATTACH = (",", ".", ";", ":", "!", "?")
+
+Spacing = Literal["syntaxgym", "attach"]
+SPACINGS: tuple[str, ...] = ("syntaxgym", "attach")
+
+#: The spacing each input format uses when the file does not say (a SyntaxGym JSON or spreadsheet sidecar
+#: may set ``meta.spacing``). The one place where a format's convention is chosen.
+FORMAT_SPACING: dict[str, Spacing] = {"syntaxgym-json": "syntaxgym", "sap-csv": "attach", "table": "attach"}
+
+
+def spacing_for(fmt: str, declared: object = None) -> Spacing:
+    """The spacing convention of a suite read from format ``fmt``.
+
+    Args:
+        fmt: A key of :data:`FORMAT_SPACING` (``"syntaxgym-json"``, ``"sap-csv"``, ``"table"``).
+        declared: The value the file itself declares (``meta.spacing``), or None.
+
+    Returns:
+        ``declared`` if given, else the format's default.
+
+    Raises:
+        SuiteError: ``declared`` is not one of :data:`SPACINGS`.
+
+    Example:
+        >>> spacing_for("syntaxgym-json"), spacing_for("syntaxgym-json", "attach")
+        ('syntaxgym', 'attach')
+    """
+    if declared is None:
+        return FORMAT_SPACING[fmt]
+    if declared not in SPACINGS:
+        raise SuiteError(f"meta.spacing is {declared!r}; it must be one of {', '.join(SPACINGS)}")
+    return declared  # type: ignore[return-value]
 
 
 class _Frozen(BaseModel):
@@ -59,6 +104,7 @@ class Condition(_Frozen):
     regions: tuple[Region, ...]
     ambiguous: bool | None = None
     reading: str | None = None
+    spacing: Spacing = Field(default="attach", exclude=True)
 
     model_config = ConfigDict(frozen=True, extra="forbid", ignored_types=(cached_property,))
 
@@ -70,7 +116,7 @@ class Condition(_Frozen):
             if not r.content:
                 spans[r.number] = (len(text), len(text))
                 continue
-            if text and not r.content.startswith(PUNCT_ATTACH):
+            if text and (self.spacing == "syntaxgym" or not r.content.startswith(PUNCT_ATTACH)):
                 text += " "
             start = len(text)
             text += r.content
@@ -168,7 +214,17 @@ class Suite(_Frozen):
     def sha256(self) -> str:
         """Content hash of the suite (independent of where it was read from)."""
         payload = self.model_dump(mode="json", exclude={"source"})
+        if self.spacing != "attach":  # suites read before spacing existed keep their hash
+            payload["spacing"] = self.spacing
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def spacing(self) -> Spacing:
+        """The spacing convention of the suite's conditions (``"attach"`` for a suite with none)."""
+        for it in self.items:
+            for c in it.conditions:
+                return c.spacing
+        return "attach"
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256, "source": self.source, "n_items": len(self.items)}
@@ -210,7 +266,5 @@ class Suite(_Frozen):
         for n, name in self.region_meta.items():
             if name == key:
                 return int(n)
-        from mechinterp.errors import RegionError
-
         known = ", ".join(f"{n}={v}" for n, v in sorted(self.region_meta.items()))
         raise RegionError(f"suite {self.name!r} has no region {key!r} (regions: {known})")

@@ -10,6 +10,9 @@ def validate_suite(suite: Suite) -> Suite:
     where = f"suite {suite.name!r}" + (f" ({suite.source})" if suite.source else "")
     if not suite.items:
         raise SuiteError(f"{where} is empty: it has no items")
+    spacings = {c.spacing for it in suite.items for c in it.conditions}
+    if len(spacings) > 1:
+        raise SuiteError(f"{where} mixes spacing conventions {sorted(spacings)}; a suite has one")
     seen: dict[str, int] = {}
     seen_text: dict[tuple, str] = {}
     for idx, item in enumerate(suite.items):
