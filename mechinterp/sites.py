@@ -35,10 +35,10 @@ Site specs (:func:`parse_sites`), entries separated by commas::
 
     COMPONENTS@LAYERS[:POSITION][:head=HEADS]
     COMPONENTS  one or more components joined by '|'         resid_post | attn_out|mlp_out
-    LAYERS      '*', N, or N-M (inclusive), joined by '+'    0-17 | 3 | *  | 0-3+8
+    LAYERS      a layer list (:mod:`mechinterp.layers`)       0-17 | 3 | *  | 0-3+8 | every 3
     POSITION    token=I[+I...] or region=R[/WHICH][+R[/WHICH]...]  token=-1 | region=np/last+verb/mean
                 (a region without /WHICH takes the last one given, default 'last'; region=* = every region)
-    HEADS       '*', N or N-M joined by '+' (head_out only; default all heads)
+    HEADS       the same grammar for heads (head_out only; default all heads)
 
 e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`` means every region
 (needs ``regions=``). A site without a position covers every token of the sequence.
@@ -46,7 +46,6 @@ e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args
 
@@ -55,6 +54,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.errors import ConfigError, RegionError
+from mechinterp.layers import parse_indices
 from mechinterp.tokenization import TokenizedText
 
 if TYPE_CHECKING:
@@ -143,26 +143,11 @@ class Site:
 
 # ---- parsing ----------------------------------------------------------------------------------------------
 def _ints(text: str, upper: int | None, what: str, entry: str) -> list[int]:
-    """'*', 'N', 'N-M', joined by '+'."""
-    out: list[int] = []
-    for part in text.split("+"):
-        part = part.strip()
-        if part in ("*", "all"):
-            if upper is None:
-                raise ConfigError(f"site spec {entry!r}: '{part}' {what} needs the number of {what}s")
-            out.extend(range(upper))
-            continue
-        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ConfigError(f"site spec {entry!r}: bad {what} {part!r} (use N, N-M, or *)")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) is not None else a
-        if b < a:
-            raise ConfigError(f"site spec {entry!r}: {what} range {part!r} is empty")
-        if upper is not None and (a < 0 or b >= upper):
-            raise ConfigError(f"site spec {entry!r}: {what} {part!r} is out of range 0-{upper - 1}")
-        out.extend(range(a, b + 1))
-    return list(dict.fromkeys(out))
+    """Layers or heads in the layer-list grammar (:mod:`mechinterp.layers`)."""
+    try:
+        return parse_indices(text, upper, what)
+    except ConfigError as exc:
+        raise ConfigError(f"site spec {entry!r}: {exc}") from None
 
 
 def _positions(text: str, entry: str, regions: Sequence[int | str] | None) -> list[Position]:

@@ -257,8 +257,13 @@ def test_labelled_checks():
 
 
 def test_spec_parsing():
-    s = parse_spec("leace:layers=1/3,where=prefix")
-    assert s.name == "leace@1/3" and s.parts[0].layers == (1, 3) and s.parts[0].where == "prefix"
+    s = parse_spec("leace:layers=1+3,where=prefix")
+    assert s.name == "leace@1+3" and s.parts[0].layers == (1, 3) and s.parts[0].where == "prefix"
+    s = parse_spec("leace:layers=0-2+truncate:k=3")
+    assert s.parts[0].layers == (0, 1, 2) and s.parts[1].k == 3
+    for old in ("leace:layers=1/3", "leace:layers=-1", "clamp:layer=-1"):
+        with pytest.raises(ConfigError, match="layer"):
+            parse_spec(old)
     s = parse_spec("commit=clamp:layer=2,target=ambiguous,shift=1.5,conditions=ambiguous+truncate:k=4")
     assert s.name == "commit" and [p.kind for p in s.parts] == ["clamp", "truncate"]
     assert s.parts[0].shift == 1.5 and s.parts[1].k == 4

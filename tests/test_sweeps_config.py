@@ -103,7 +103,12 @@ def test_resolve_layers():
     assert resolve_layers("all", 4) == [0, 1, 2, 3]
     assert resolve_layers("every 3", 18) == [0, 3, 6, 9, 12, 15, 17]
     assert resolve_layers("2-4", 18) == [2, 3, 4]
-    assert resolve_layers([0, -1, 5], 18) == [0, 5, 17]
+    assert resolve_layers([5, 0], 18) == [0, 5]
+    assert resolve_layers("0-3+8", 18) == [0, 1, 2, 3, 8]
+    with pytest.raises(ConfigError, match="negative"):
+        resolve_layers([0, -1, 5], 18)
+    with pytest.raises(ConfigError, match="'\\+'"):
+        resolve_layers("0,1", 18)
     with pytest.raises(ConfigError, match="out of range"):
         resolve_layers([18], 18)
     with pytest.raises(ConfigError, match="out of range"):

@@ -1,9 +1,11 @@
 """Intervention specs: what to fit and where to apply it, as data (pydantic, frozen), and how to build them.
 
-On the command line an intervention is ``[NAME=]KIND:key=value,key=value`` with list values joined by ``/``;
-``+`` composes parts; JSON (``{...}`` / ``[...]``) or ``@file.json`` also work::
+On the command line an intervention is ``[NAME=]KIND:key=value,key=value``; ``layers`` is a layer list
+(:mod:`mechinterp.layers`: ``*``, ``N``, ``N-M`` or ``every K`` joined by ``+``), the other list values
+(``fit``, ``features``) are joined by ``/``; ``+`` followed by a kind (``leace:``, ``clamp:``, ``sae:``,
+``truncate:``) composes parts; JSON (``{...}`` / ``[...]``) or ``@file.json`` also work::
 
-    leace:layers=6/9/12                      LEACE of the condition at layers 6, 9, 12 (resid_post)
+    leace:layers=6+9+12                      LEACE of the condition at layers 6, 9, 12 (resid_post)
     clamp:layer=9,target=ambiguous,shift=1   clamp the ambiguous-vs-unambiguous direction at layer 9
     sae:sae=out/sae-l6,remove=ambiguous      ablate the 8 SAE features most specific to the ambiguous class
     leace:layers=6,fit=readings              erase the reading (preferred vs dispreferred) at layer 6
@@ -24,14 +26,16 @@ conditions of the evaluated suite), ``component`` (default ``resid_post``).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import Conditions, TokenTable, Where
 from mechinterp.interventions.compose import Composite, compose
+from mechinterp.layers import check_layer_text, check_layers, format_layers, parse_layers
 
 if TYPE_CHECKING:
     from mechinterp.models import Backend, Model
@@ -54,14 +58,42 @@ class _Fitted(_Spec):
 
 class LeaceSpec(_Fitted):
     kind: Literal["leace"] = "leace"
-    layers: tuple[int, ...] = Field(min_length=1)
+    layers: tuple[int, ...] | str
     method: Literal["leace", "orth"] = "leace"
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        """A layer list: text in the grammar of :mod:`mechinterp.layers` (kept as text while it needs the
+        model's layer count, ``*`` or ``every K``) or numbers."""
+        if isinstance(v, str):
+            check_layer_text(v)
+            try:
+                return tuple(parse_layers(v, None))
+            except ConfigError:
+                return v.strip()
+        return tuple(check_layers(v, None))
+
+    def layer_numbers(self, n_layers: int) -> list[int]:
+        """The layers for a model with ``n_layers`` blocks (ConfigError if one is out of range)."""
+        return check_layers(self.layers, n_layers)
 
 
 class ClampSpec(_Fitted):
     kind: Literal["clamp"] = "clamp"
     layer: int | None = None
     target: str = "ambiguous"
+
+    @field_validator("layer", mode="before")
+    @classmethod
+    def _layer(cls, v: Any) -> Any:
+        """One layer, in the grammar of :mod:`mechinterp.layers` (negative layers are refused)."""
+        if v is None:
+            return v
+        layers = check_layers(v if isinstance(v, str) else [v], None)
+        if len(layers) != 1:
+            raise ConfigError(f"clamp layer={v!r}: give one layer (several: compose clamps with '+')")
+        return layers[0]
     shift: float = 0.0
     probe: str | None = None
 
@@ -90,13 +122,15 @@ class InterventionSpec(_Spec):
     parts: tuple[PartSpec, ...] = Field(min_length=1)
 
 
-_LISTS = {"layers", "fit", "features"}
+_LISTS = {"fit", "features"}
+_KINDS = ("leace", "clamp", "sae", "truncate")
+_PART_SPLIT = re.compile(r"\+(?=\s*(?:%s)\s*(?::|$))" % "|".join(_KINDS))
 
 
 def _parse_part(text: str) -> dict[str, Any]:
     kind, sep, rest = text.strip().partition(":")
     kind = kind.strip()
-    if kind not in ("leace", "clamp", "sae", "truncate"):
+    if kind not in _KINDS:
         raise ConfigError(f"intervention {text!r}: unknown kind {kind!r} (choose leace, clamp, sae, truncate)")
     d: dict[str, Any] = {"kind": kind}
     for item in filter(None, (p.strip() for p in rest.split(","))) if sep else []:
@@ -132,7 +166,7 @@ def parse_spec(text: str) -> InterventionSpec:
         head, eq, tail = text.partition("=")
         if eq and ":" not in head and "," not in head:
             name, text = head.strip(), tail
-        raw = {"name": name, "parts": [_parse_part(p) for p in text.split("+")]}
+        raw = {"name": name, "parts": [_parse_part(p) for p in _PART_SPLIT.split(text)]}
     if not raw.get("name"):
         raw["name"] = "+".join(_default_name(p) for p in raw["parts"])
     try:
@@ -145,7 +179,8 @@ def parse_spec(text: str) -> InterventionSpec:
 def _default_name(p: dict[str, Any]) -> str:
     k = p.get("kind", "?")
     if k == "leace":
-        return "leace@" + "/".join(map(str, p.get("layers", [])))
+        layers = p.get("layers", [])
+        return "leace@" + (layers if isinstance(layers, str) else format_layers(int(x) for x in layers))
     if k == "clamp":
         return f"clamp@{p.get('layer', 'probe')}->{p.get('target', 'ambiguous')}" + (
             f"x{p['shift']}" if str(p.get("shift", "0")) not in ("0", "0.0") else "")
@@ -221,10 +256,7 @@ def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend
     if isinstance(spec, LeaceSpec):
         from mechinterp.interventions.erasure import fit_erasure
 
-        for L in spec.layers:
-            if not 0 <= L < model.n_layers:
-                raise ConfigError(f"leace layer {L} is out of range (model has layers 0-{model.n_layers - 1})")
-        sites = [Site(L, spec.component) for L in spec.layers]
+        sites = [Site(L, spec.component) for L in spec.layer_numbers(model.n_layers)]
         return fit_erasure(_fit_data(model, spec, suite, sites, backend, cache), sites, scope, spec.method)
     if isinstance(spec, ClampSpec):
         from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
@@ -275,7 +307,7 @@ def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
     from mechinterp.sites import Site
 
     if isinstance(part, LeaceSpec):
-        return [Site(L, part.component) for L in part.layers]
+        return [Site(L, part.component) for L in part.layer_numbers(model.n_layers)]
     if isinstance(part, ClampSpec) and part.layer is not None and not part.probe:
         return [Site(part.layer, part.component)]
     return []  # SAE and probe sites are known only once loaded; truncation has none

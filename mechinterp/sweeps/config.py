@@ -13,7 +13,7 @@ Example (``probes/readings.toml``)::
     seeds = [0, 1, 2]
 
     [sites]
-    layers = "every 2"              # "all", "every N" (0, N, 2N ... and the last layer), "N-M", or [0, 5, -1]
+    layers = "every 2"              # a layer list (mechinterp.layers): "*", "every N", "0-3+8"; or [0, 5, 9]
     components = ["resid_post"]
 
     [probe]                         # any field of ProbeSettings; a list sweeps over its values
@@ -35,12 +35,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mechinterp.errors import ConfigError
+from mechinterp.layers import check_layer_text, check_layers
 from mechinterp.probes.train import ProbeSettings
 
 Executor = Literal["local", "ray"]
 Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
 
-_LAYERS = re.compile(r"^\s*(all|every\s*:?\s*(\d+)|(\d+)\s*-\s*(\d+))\s*$")
 
 
 class _Strict(BaseModel):
@@ -71,10 +71,9 @@ class SitesSection(_Strict):
     @field_validator("layers")
     @classmethod
     def _layers(cls, v: str | list[int]) -> str | list[int]:
-        if isinstance(v, str) and not _LAYERS.match(v):
-            raise ValueError(f"layers {v!r}: use 'all', 'every N', 'N-M' or a list of layer numbers")
-        if isinstance(v, list) and not v:
-            raise ValueError("layers: the list is empty")
+        if isinstance(v, str):
+            return check_layer_text(v)
+        check_layers(v, None)
         return v
 
 
@@ -95,29 +94,20 @@ class SweepConfig(_Strict):
 
 
 def resolve_layers(spec: str | list[int], n_layers: int) -> list[int]:
-    """Layer numbers for a model with ``n_layers`` blocks (negative numbers count from the end)."""
-    if isinstance(spec, list):
-        out = []
-        for L in spec:
-            L2 = L + n_layers if L < 0 else L
-            if not 0 <= L2 < n_layers:
-                raise ConfigError(f"layer {L} is out of range for a model with {n_layers} layers")
-            out.append(L2)
-        return sorted(dict.fromkeys(out))
-    m = _LAYERS.match(spec)
-    if not m:
-        raise ConfigError(f"layers {spec!r}: use 'all', 'every N', 'N-M' or a list of layer numbers")
-    if m.group(1) == "all":
-        return list(range(n_layers))
-    if m.group(2):
-        step = int(m.group(2))
-        if step < 1:
-            raise ConfigError(f"layers {spec!r}: the step must be at least 1")
-        return sorted(set(range(0, n_layers, step)) | {n_layers - 1})
-    a, b = int(m.group(3)), int(m.group(4))
-    if not 0 <= a <= b < n_layers:
-        raise ConfigError(f"layers {spec!r} is out of range for a model with {n_layers} layers (0-{n_layers - 1})")
-    return list(range(a, b + 1))
+    """Layer numbers for a model with ``n_layers`` blocks.
+
+    Args:
+        spec: A layer list in the grammar of :mod:`mechinterp.layers` (``"0-3+8"``, ``"*"``, ``"every 3"``) or
+            layer numbers (negative numbers are refused).
+        n_layers: The model's layer count.
+
+    Returns:
+        The layers, sorted and without duplicates.
+
+    Raises:
+        ConfigError: A malformed list or a layer out of range (the message gives the model's layer count).
+    """
+    return check_layers(spec, n_layers)
 
 
 # ---- where keys are in the file ------------------------------------------------------------------------------

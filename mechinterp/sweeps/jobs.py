@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from mechinterp.layers import check_layer_text, check_layers
 from mechinterp.probes.train import ProbeSettings
 from mechinterp.sweeps.config import SweepConfig
 
@@ -33,6 +34,15 @@ class JobSpec(BaseModel):
     probe: ProbeSettings
     backend: str = "hf"
     batch_size: int = 32
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: str | list[int]) -> str | list[int]:
+        """A layer list (:mod:`mechinterp.layers`) or layer numbers; checked against the model when it runs."""
+        if isinstance(v, str):
+            return check_layer_text(v)
+        check_layers(v, None)
+        return v
 
     @property
     def job_id(self) -> str:
