@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/mechinterp demo --out out/demo
+	$(BIN)/mechinterp demo --out-dir out/demo
 
 # The browser test drives Debian's Chromium (installed here if missing; needs root and apt, as in CI).
 test: setup

@@ -192,11 +192,11 @@ def test_cache_command(tiny_dirs, tmp_path, capsys):
     from mechinterp.cli import main
 
     args = ["cache", "--model", str(tiny_dirs["llama"]), "--suite", "mvrr", "--sites", "resid_post@*:region=verb/last",
-            "--out", str(tmp_path), "--shard-size", "16", "--verify"]
+            "--out-dir", str(tmp_path), "--shard-size", "16", "--verify"]
     assert main(args) == 0
     assert "wrote cache" in capsys.readouterr().out
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "reused cache" in out and "[60, 64]" in out
-    assert main(args[:6] + ["resid_post@9", "--out", str(tmp_path)]) == 2
+    assert main(args[:6] + ["resid_post@9", "--out-dir", str(tmp_path)]) == 2
     assert "out of range" in capsys.readouterr().err

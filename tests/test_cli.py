@@ -63,7 +63,7 @@ def test_models_command_lists_registry(capsys):
 @pytest.mark.slow
 def test_demo_on_default_model(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--suite", "npz", "--suite", "nps", "--out", str(out), "--n-boot", "200"]) == 0
+    assert main(["demo", "--suite", "npz", "--suite", "nps", "--out-dir", str(out), "--n-boot", "200"]) == 0
     html = (out / "report.html").read_text()
     assert "Garden-path effect" in html
     # plotly.js is embedded in the page, never fetched: no external <script src=...>

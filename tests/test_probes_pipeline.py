@@ -78,12 +78,12 @@ def test_cli_probe_sentences_and_train(tiny_dirs, tmp_path, capsys):
     assert "single_word" in capsys.readouterr().out
 
     d = tmp_path / "run"
-    assert main(["probe", "train", "--model", str(tiny_dirs["llama"]), "--suite", "lexcat", "--layers", "0,1",
+    assert main(["probe", "train", "--model", str(tiny_dirs["llama"]), "--suite", "lexcat", "--layers", "0+1",
                  "--n-per-class", "20", "--folds", "3", "--random-directions", "1", "--no-transfer",
-                 "--out", str(d)]) == 0
+                 "--out-dir", str(d)]) == 0
     best = pd.read_parquet(d / "best_sites.parquet")
     assert list(best.construction) == ["LEX"] and "verdict" in best
     assert len(list(d.glob("jobs/*/probes/LEX/resid_post-L0*/probe.json"))) == 2
     assert (d / "figures" / "readout_resid_post.html").exists()
     assert main(["probe", "train", "--model", str(tiny_dirs["llama"]), "--suite", "lexcat", "--layers", "0",
-                 "--n-per-class", "3", "--out", str(d)]) == 2  # a bad setting is an error, not a traceback
+                 "--n-per-class", "3", "--out-dir", str(d)]) == 2  # a bad setting is an error, not a traceback

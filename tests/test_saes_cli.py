@@ -15,7 +15,7 @@ def sae_dir(tiny_dirs, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "sae"
     rc = main(["sae", "train", "--model", str(tiny_dirs["llama"]), "--layer", "1", "--n-tokens", "1024",
                "--n-holdout-tokens", "128", "--width", "32", "--k", "4", "--steps", "6", "--batch-size", "128",
-               "--sources", "templates", "--n-ce-docs", "4", "--out", str(out)])
+               "--sources", "templates", "--n-ce-docs", "4", "--out-dir", str(out)])
     assert rc == 0
     return out
 
@@ -59,7 +59,7 @@ def test_cli_errors(tmp_path, tiny_dirs, capsys):
     assert main(["sae", "quality", "--sae", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["sae", "train", "--model", str(tiny_dirs["llama"]), "--layer", "0", "--width", "4", "--k", "8",
-                 "--sources", "templates", "--out", str(tmp_path / "s")]) == 2
+                 "--sources", "templates", "--out-dir", str(tmp_path / "s")]) == 2
     assert "larger than the SAE width" in capsys.readouterr().err
     assert main(["sae", "corpus", "--sources", "nonsense"]) == 2
     assert "unknown corpus source" in capsys.readouterr().err

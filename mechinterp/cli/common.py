@@ -10,15 +10,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mechinterp.models import DEFAULT_MODEL, Model, load_model
+from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
 from mechinterp.tables import check_out_path, write_table
 
 
-def add_model(p: argparse.ArgumentParser) -> None:
+def add_model(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    """Add ``--model`` and, for commands whose forward passes can run on any backend, ``--backend``.
+
+    Args:
+        p: The command's parser.
+        backend: Whether the command offers ``--backend`` (only commands that use it do).
+    """
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name or local HF directory (default {DEFAULT_MODEL})")
-    p.add_argument("--backend", default="hf", choices=["hf", "transformer_lens", "nnsight"], help="forward backend")
+    if backend:
+        p.add_argument("--backend", default="hf", choices=list(BACKENDS),
+                       help="forward backend: hf, transformer_lens or nnsight (same numbers; default hf)")
 
 
 def add_suite(p: argparse.ArgumentParser, default: str | None = None, many: bool = False) -> None:
@@ -30,7 +38,14 @@ def add_suite(p: argparse.ArgumentParser, default: str | None = None, many: bool
 
 
 def add_out(p: argparse.ArgumentParser, required: bool = True, help_: str = "output table (.csv or .parquet)") -> None:
+    """``--out``: always a table (.csv or .parquet), checked before any work by :func:`out_path`."""
     p.add_argument("--out", required=required, help=help_)
+
+
+def add_out_dir(p: argparse.ArgumentParser, required: bool = True, default: str | None = None,
+                help_: str = "output directory") -> None:
+    """``--out-dir``: always a directory (commands that write several files and artifacts)."""
+    p.add_argument("--out-dir", required=required and default is None, default=default, help=help_)
 
 
 def add_seed(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model(p)
     common.add_suite(p, many=True)
     common.add_seed(p)
-    p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
+    common.add_out_dir(p, default="out/demo", help_="output directory (default out/demo)")
     p.add_argument("--n-boot", type=int, default=2000)
     p.set_defaults(func=run)
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from mechinterp.stimuli import builtin_suites
     from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
-    out = Path(args.out)
+    out = Path(args.out_dir)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     model = common.get_model(args)
     common.seed_everything(args.seed)

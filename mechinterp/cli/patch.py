@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 
 from mechinterp.cli import common
+from mechinterp.cli.options import add_config_options, config_from_args
+from mechinterp.patching import PatchConfig
+
+PATCH_FIELDS = ["metric", "alternative", "rows_per_pass"]
+PATCH_HELPS = {
+    "metric": "what a patch changes: surprisal of the disambiguating word, or its log-probability difference",
+    "alternative": "logprob_diff: one-token continuation of the preferred reading "
+                   "(default per construction: NP/Z ',', NP/S '.', MV/RR '.')",
+    "rows_per_pass": "patched rows per batched forward pass (does not change the numbers)",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("patch", help="activation / attribution patching sweep (one row per item x site x direction)")
-    common.add_model(p)
+    common.add_model(p, backend=False)  # patches are hooks on the HF modules; every backend reads the same tensor
     p.add_argument("--suite", action="append", required=True,
                    help="built-in suite name or path (repeatable); needs ambiguous/unambiguous conditions")
     common.add_out(p)
@@ -18,13 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="site spec; region=* = each region before the disambiguator except the cue. Default: "
                         "'resid_pre|attn_out|mlp_out@*:region=*/last,head_out@*:region=*/last:head=*'")
     p.add_argument("--no-heads", action="store_true", help="default sweep without heads")
-    p.add_argument("--metric", choices=["surprisal", "logprob_diff"], default="surprisal")
-    p.add_argument("--alternative", help="logprob_diff: one-token continuation of the preferred reading "
-                                         "(default per construction: NP/Z ',', NP/S '.', MV/RR '.')")
+    add_config_options(p, PatchConfig, PATCH_FIELDS[:2], helps=PATCH_HELPS)
     p.add_argument("--direction", choices=["both", "clean_to_corrupt", "corrupt_to_clean"], default="both")
     p.add_argument("--method", choices=["both", "exact", "attribution"], default="both")
     p.add_argument("--items", type=int, default=None, help="only the first N items of each suite")
-    p.add_argument("--rows-per-pass", type=int, default=64, help="patched rows per batched forward pass")
+    add_config_options(p, PatchConfig, PATCH_FIELDS[2:], helps=PATCH_HELPS)
     p.add_argument("--report", help="also write a plotly HTML report here")
     p.add_argument("--min-gap", type=float, default=0.5,
                    help="report: leave out of averages items whose clean-corrupt gap is <= this many bits "
@@ -37,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mechinterp.attribution import correlation
     from mechinterp.errors import ConfigError
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
+    from mechinterp.patching import parse_sweep, patch_suite
 
     out = common.out_path(args)
     if args.report and not args.report.endswith((".html", ".htm")):
@@ -46,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = common.get_model(args)
     common.seed_everything(args.seed)
     directions = ("clean_to_corrupt", "corrupt_to_clean") if args.direction == "both" else (args.direction,)
-    cfg = PatchConfig(metric=args.metric, directions=directions, rows_per_pass=args.rows_per_pass,
-                      alternative=args.alternative)
+    cfg = config_from_args(PatchConfig, args, PATCH_FIELDS, directions=directions)
     frames, skipped, sweeps = [], [], {}
     for suite in suites:
         sites = parse_sweep(args.sweep, model, suite, heads=not args.no_heads)

@@ -1,6 +1,6 @@
 """`mechinterp probe`: reading probes for one model and suite, and the generated training sentences.
 
-* ``mechinterp probe train --model M --suite S --layers "every 2" --out DIR``: train and evaluate probes for
+* ``mechinterp probe train --model M --suite S --layers "every 2" --out-dir DIR``: train and evaluate probes for
   every construction of the suite; writes the tables, probe artifacts and figures into DIR (the layout of one
   sweep job plus the summaries).
 * ``mechinterp probe sentences --construction NP/Z --out FILE.csv [--suite S]``: the unambiguous training
@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model(t)
     common.add_suite(t)
     common.add_seed(t)
-    t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--layers", default="all", help="'all', 'every N', 'N-M' or comma-separated layers (default all)")
+    common.add_out_dir(t, help_="output directory (a results store: tables, probe artifacts, figures)")
+    t.add_argument("--layers", default="*", help="layer list: '*', N, N-M or 'every K' joined by '+', "
+                                                 "e.g. 0-3+8 (default *: every layer)")
     t.add_argument("--components", default="resid_post", help="comma-separated components (default resid_post)")
     t.add_argument("--C", type=float, default=0.1, help="inverse L2 strength (default 0.1)")
     t.add_argument("--n-per-class", type=int, default=150, help="training sentences per reading (default 150)")
@@ -46,13 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
-def _layers(spec: str):
-    spec = spec.strip()
-    if all(part.strip().lstrip("-").isdigit() for part in spec.split(",")):
-        return [int(x) for x in spec.split(",")]
-    return spec
-
-
 def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -69,14 +63,14 @@ def run_train(args: argparse.Namespace) -> int:
         settings = ProbeSettings(C=args.C, n_per_class=args.n_per_class, folds=args.folds, which=args.which,
                                  control=not args.no_control, transfer=not args.no_transfer,
                                  random_directions=args.random_directions)
-        spec = JobSpec(model=args.model, suite=args.suite, seed=args.seed, layers=_layers(args.layers),
+        spec = JobSpec(model=args.model, suite=args.suite, seed=args.seed, layers=args.layers,
                        components=[c.strip() for c in args.components.split(",")], probe=settings,
                        backend=args.backend, batch_size=args.batch_size)
     except ValidationError as exc:
         e = exc.errors()[0]
         raise ConfigError(f"bad option {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})") from None
     common.seed_everything(args.seed)
-    st = ResultsStore(Path(args.out))
+    st = ResultsStore(Path(args.out_dir))
     st.prepare()
     res = execute_job(spec, show_progress=True)
     st.commit(res, command="mechinterp probe train")

@@ -1,7 +1,7 @@
 """`mechinterp sae`: sparse autoencoders trained offline with SAE-Lens, and the features of each reading.
 
     mechinterp sae corpus [--sources wordnet[,fortunes|templates]] [--force] [--deb-dir DIR]
-    mechinterp sae train --layer 6 [--n-tokens 200000 --width 2048 --k 32 --steps 600] --out DIR
+    mechinterp sae train --layer 6 [--n-tokens 200000 --width 2048 --k 32 --steps 600] --out-dir DIR
     mechinterp sae quality --sae DIR [--report quality.html]
     mechinterp sae features --sae DIR [--suite npz ...] --out features.csv [--report features.html]
     mechinterp sae card --sae DIR --feature 123 [--probe DIR_OR_NPY ...] --report card.html
@@ -13,12 +13,70 @@ import argparse
 import logging
 
 from mechinterp.cli import common
+from mechinterp.cli.options import add_config_options, config_fields, config_from_args
+from mechinterp.layers import check_layer_text, check_layers
+from mechinterp.saes.cards import CardConfig
+from mechinterp.saes.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
+SAE_COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+
+# `sae train` options generated from TrainConfig (layer and component are parsed by the command)
+TRAIN_FIELDS = ["n_tokens", "n_holdout_tokens", "d_sae", "k", "steps", "batch_size", "lr", "lr_end_fraction",
+                "lr_warm_up_steps", "dead_feature_window", "context_size", "holdout_fraction", "sources",
+                "model_batch_size", "seed"]
+TRAIN_NAMES = {"d_sae": "width"}
+TRAIN_HELPS = {
+    "d_sae": "number of latents", "k": "active latents per token (TopK)", "steps": "optimiser steps",
+    "batch_size": "activations per optimiser step", "lr_end_fraction": "final learning rate as a fraction of --lr (cosine decay)",
+    "lr_warm_up_steps": "learning-rate warm-up steps", "sources": "corpus sources (see `sae corpus`)",
+    "model_batch_size": "documents per forward pass while caching activations", "seed": "random seed",
+    "holdout_fraction": "fraction of the corpus documents held out for the quality measures",
+}
+TRAIN_DEFAULTS = {name: f.default for name, f in config_fields(TrainConfig).items()}
+
+# `sae card` options generated from CardConfig
+CARD_FIELDS = ["n_top", "n_docs", "n_top_tokens", "sources", "context_size"]
+CARD_HELPS = {
+    "n_top": "top contexts shown per feature", "n_docs": "corpus documents to scan if the SAE has no stored examples",
+    "n_top_tokens": "top output tokens shown", "sources": "corpus sources (default: those it was trained on)",
+    "context_size": "tokens per corpus document (default: the SAE's training context size)",
+}
+
+
 def _sources(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def one_layer(text: str, n_layers: int | None, option: str) -> int | None:
+    """The single layer an option names, in the layer-list grammar (:mod:`mechinterp.layers`).
+
+    Args:
+        text: The option's value.
+        n_layers: The model's layer count; None before the model is loaded (only the grammar and the sign
+            are checked then, and None is returned).
+        option: The option, for messages.
+
+    Returns:
+        The layer, or None when ``n_layers`` is None.
+
+    Raises:
+        ConfigError: Not exactly one layer, a negative one, or one out of range.
+    """
+    from mechinterp.errors import ConfigError
+
+    try:
+        if n_layers is None:
+            check_layer_text(text)
+            return None
+        layers = check_layers(text, n_layers)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if len(layers) != 1:
+        raise ConfigError(f"{option} {text!r}: give one layer, not {len(layers)}")
+    return layers[0]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,22 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_corpus)
 
     t = ssub.add_parser("train", help="train a TopK SAE with SAE-Lens on one site of the model (CPU)")
-    common.add_model(t)
-    t.add_argument("--layer", type=int, required=True, help="block index")
-    t.add_argument("--component", default="resid_post",
-                   choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"])
-    t.add_argument("--n-tokens", type=int, default=200_000, help="training activations to cache (default 200000)")
-    t.add_argument("--n-holdout-tokens", type=int, default=20_000, help="held-out activations (default 20000)")
-    t.add_argument("--width", type=int, default=2048, help="number of latents (default 2048)")
-    t.add_argument("--k", type=int, default=32, help="active latents per token (TopK; default 32)")
-    t.add_argument("--steps", type=int, default=600, help="optimiser steps (default 600)")
-    t.add_argument("--batch-size", type=int, default=1024, help="activations per step (default 1024)")
-    t.add_argument("--lr", type=float, default=1.5e-3, help="Adam learning rate (default 1.5e-3, cosine decay to a tenth)")
-    t.add_argument("--context-size", type=int, default=64, help="tokens per document incl. BOS (default 64)")
-    t.add_argument("--sources", type=_sources, default=("wordnet",), help="corpus sources (see `sae corpus`)")
-    t.add_argument("--n-ce-docs", type=int, default=128, help="held-out documents for the spliced CE loss")
-    t.add_argument("--out", required=True, help="output directory (SAE-Lens format)")
-    common.add_seed(t)
+    common.add_model(t, backend=False)
+    t.add_argument("--layer", required=True, help="the block to train on: one layer (layer-list grammar, e.g. 6)")
+    t.add_argument("--component", default=TRAIN_DEFAULTS["component"], choices=list(SAE_COMPONENTS),
+                   help=f"site component (default {TRAIN_DEFAULTS['component']})")
+    add_config_options(t, TrainConfig, TRAIN_FIELDS, names=TRAIN_NAMES, helps=TRAIN_HELPS)
+    t.add_argument("--n-ce-docs", type=int, default=128, help="held-out documents for the spliced CE loss (default 128)")
+    common.add_out_dir(t, help_="output directory (SAE-Lens format)")
     t.set_defaults(func=run_train)
 
     q = ssub.add_parser("quality", help="print (and plot) an SAE's quality record")
@@ -59,34 +108,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_quality)
 
     f = ssub.add_parser("features", help="features whose activation differs between the readings, with attribution")
-    common.add_model(f)
+    common.add_model(f, backend=False)
     common.add_suite(f, many=True)
     f.add_argument("--sae", required=True, help="SAE directory (trained here or any SAE-Lens SAE)")
-    f.add_argument("--layer", type=int, default=None, help="override the SAE's layer")
-    f.add_argument("--component", default=None, help="override the SAE's component")
-    f.add_argument("--permutations", type=int, default=20_000, help="sign-flip permutations per test")
-    f.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (BH) and baseline threshold")
-    f.add_argument("--min-active", type=int, default=3, help="test features active in at least this many items")
-    f.add_argument("--ablate-top", type=int, default=5, help="verify the top-N attributed features by ablation")
+    f.add_argument("--layer", default=None, help="override the SAE's layer: one layer (layer-list grammar)")
+    f.add_argument("--component", default=None, choices=list(SAE_COMPONENTS), help="override the SAE's component")
+    f.add_argument("--permutations", type=int, default=20_000, help="sign-flip permutations per test (default 20000)")
+    f.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (BH) and baseline threshold (default 0.05)")
+    f.add_argument("--min-active", type=int, default=3, help="test features active in at least this many items (default 3)")
+    f.add_argument("--ablate-top", type=int, default=5, help="verify the top-N attributed features by ablation (default 5)")
     f.add_argument("--no-attribution", action="store_true", help="skip gradients and ablations")
-    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    common.add_seed(f)
     common.add_out(f, help_="feature statistics table (.csv or .parquet); attribution and summary tables beside it")
     f.add_argument("--report", default=None, help="write an HTML report here")
-    common.add_seed(f)
     f.add_argument("--no-readings", action="store_true",
                    help="skip the features of each reading found on generated unambiguous sentences "
                         "(mechinterp.saes.readings; written as <out>.readings and <out>.readings_on_stimuli)")
     f.set_defaults(func=run_features)
 
     k = ssub.add_parser("card", help="a feature card: top contexts, activation along a sentence, probe cosines")
-    common.add_model(k)
+    common.add_model(k, backend=False)
     k.add_argument("--sae", required=True)
     k.add_argument("--feature", type=int, required=True, action="append", help="feature index (repeatable)")
     k.add_argument("--suite", action="append", default=None, help="stimulus suites to scan (default: all built-in)")
     k.add_argument("--sentence", default=None, help="example sentence (default: the stimulus where it fires most)")
     k.add_argument("--probe", action="append", default=[], help="probe artifact directory or .npy/.safetensors vector")
-    k.add_argument("--n-docs", type=int, default=3000, help="corpus documents to scan if the SAE has no stored examples")
-    k.add_argument("--sources", type=_sources, default=None, help="corpus sources (default: those it was trained on)")
+    add_config_options(k, CardConfig, CARD_FIELDS, helps=CARD_HELPS)
     k.add_argument("--report", required=True, help="HTML card")
     k.add_argument("--out", default=None, help="also write the card's contexts as a table (.csv/.parquet)")
     k.set_defaults(func=run_card)
@@ -105,23 +153,17 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from mechinterp.errors import ConfigError
     from mechinterp.saes.corpus import load_corpus
-    from mechinterp.saes.train import TrainConfig, train_sae
+    from mechinterp.saes.train import train_sae
 
-    try:
-        cfg = TrainConfig(layer=args.layer, component=args.component, n_tokens=args.n_tokens,
-                          n_holdout_tokens=args.n_holdout_tokens, d_sae=args.width, k=args.k, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, context_size=args.context_size,
-                          sources=args.sources, seed=args.seed)
-    except ValidationError as exc:
-        raise ConfigError(f"bad training option: {exc.errors()[0]['msg']}") from None
+    one_layer(args.layer, None, "--layer")  # grammar and sign, before anything is loaded
+    config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=0, component=args.component)
     common.seed_everything(args.seed)
-    corpus = load_corpus(cfg.sources)
+    corpus = load_corpus(args.sources)
     model = common.get_model(args)
-    res = train_sae(model, corpus, cfg, args.out, n_ce_docs=args.n_ce_docs)
+    layer = one_layer(args.layer, model.n_layers, "--layer")
+    cfg = config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=layer, component=args.component)
+    res = train_sae(model, corpus, cfg, args.out_dir, n_ce_docs=args.n_ce_docs)
     _print_quality(res.quality)
     from mechinterp.reports.html import write_report
     from mechinterp.saes.figures import quality_blocks
@@ -164,18 +206,24 @@ def run_quality(args: argparse.Namespace) -> int:
 
 
 def run_features(args: argparse.Namespace) -> int:
+    from mechinterp.errors import ConfigError
     from mechinterp.saes.features import FeatureConfig, suite_features
     from mechinterp.saes.load import load_sae
     from mechinterp.stimuli import builtin_suites
 
     out = common.out_path(args)
-    sae = load_sae(args.sae, layer=args.layer, component=args.component)
-    suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
-    model = common.get_model(args)
-    common.seed_everything(args.seed)
+    if args.report and not args.report.endswith((".html", ".htm")):
+        raise ConfigError(f"--report {args.report}: use an .html file name")
+    if args.layer is not None:
+        one_layer(args.layer, None, "--layer")
     cfg = FeatureConfig(n_permutations=args.permutations, alpha=args.alpha, min_active_items=args.min_active,
                         attribution=not args.no_attribution, ablate_top=args.ablate_top,
                         batch_size=args.batch_size, seed=args.seed)
+    suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
+    model = common.get_model(args)
+    layer = one_layer(args.layer, model.n_layers, "--layer") if args.layer is not None else None
+    sae = load_sae(args.sae, layer=layer, component=args.component)
+    common.seed_everything(args.seed)
     res = suite_features(model, sae, suites, cfg)
     prov = common.provenance("sae features", args, model, suites, sae=sae.identity(), feature_config=cfg.__dict__)
     common.write(res.stats, out, prov)
@@ -210,16 +258,21 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
+    from mechinterp.errors import ConfigError
     from mechinterp.reports.html import write_report
-    from mechinterp.saes.cards import CardConfig, build_card, stimulus_activations
+    from mechinterp.saes.cards import build_card, stimulus_activations
     from mechinterp.saes.figures import card_blocks
     from mechinterp.saes.load import load_sae
     from mechinterp.stimuli import builtin_suites
+    from mechinterp.tables import check_out_path
 
+    out = check_out_path(args.out) if args.out else None
+    if not args.report.endswith((".html", ".htm")):
+        raise ConfigError(f"--report {args.report}: use an .html file name")
     sae = load_sae(args.sae)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     model = common.get_model(args)
-    cfg = CardConfig(n_docs=args.n_docs, sources=args.sources)
+    cfg = config_from_args(CardConfig, args, CARD_FIELDS)
     scan = stimulus_activations(model, sae, suites)  # shared by all cards
     blocks = []
     tables = []
@@ -231,11 +284,9 @@ def run_card(args: argparse.Namespace) -> int:
     write_report(args.report, f"SAE feature card(s) {', '.join(map(str, args.feature))} ({sae.hook_name})", blocks,
                  provenance=prov.to_json())
     print(f"wrote {args.report}")
-    if args.out:
+    if out is not None:
         import pandas as pd
 
-        from mechinterp.tables import check_out_path
-
-        common.write(pd.concat(tables, ignore_index=True), check_out_path(args.out), prov)
+        common.write(pd.concat(tables, ignore_index=True), out, prov)
     return 0
 

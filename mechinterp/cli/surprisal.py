@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 
 from mechinterp.cli import common
+from mechinterp.cli.options import add_config_options, config_from_args
+from mechinterp.surprisal import SurprisalConfig
+
+SURPRISAL_FIELDS = ["batch_size", "padding_side", "whitespace"]
+SURPRISAL_HELPS = {
+    "batch_size": "sequences per forward pass (does not change the numbers)",
+    "padding_side": "pad batches on the right or the left (does not change the numbers)",
+    "whitespace": "leading: a word owns the whitespace before it; trailing: Pimentel & Meister (2024) correction",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,22 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_suite(p)
     common.add_out(p)
     common.add_seed(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--padding-side", choices=["right", "left"], default="right")
-    p.add_argument("--whitespace", choices=["leading", "trailing"], default="leading",
-                   help="leading: a word owns the whitespace before it (default); trailing: Pimentel & Meister (2024) correction")
+    add_config_options(p, SurprisalConfig, SURPRISAL_FIELDS, helps=SURPRISAL_HELPS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
+    from mechinterp.surprisal import suite_surprisal
 
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
     model = common.get_model(args)
     common.seed_everything(args.seed)
-    cfg = SurprisalConfig(backend=args.backend, batch_size=args.batch_size, padding_side=args.padding_side,
-                          whitespace=args.whitespace)
+    cfg = config_from_args(SurprisalConfig, args, SURPRISAL_FIELDS, backend=args.backend)
     df = suite_surprisal(model, suite, cfg)
     multi = df[df["n_tokens"] > 1]
     common.write(df, out, common.provenance("surprisal", args, model, [suite], surprisal_config=cfg.__dict__,
