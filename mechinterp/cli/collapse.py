@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mechinterp.cli import common
 
-SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND leace (layers=6/9), clamp (layer=9, "
-             "target=ambiguous, shift=1), sae (sae=DIR, remove=ambiguous, mode=ablate), truncate (k=3); '+' composes "
+SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND leace (layers=6+9, a layer list), clamp (layer=9, "
+             "target=ambiguous, shift=1), sae (sae=DIR, remove=ambiguous, mode=ablate), truncate (k=3); '+KIND:' composes "
              "parts; JSON or @file.json also work (see mechinterp.interventions.spec)")
 
 
