@@ -36,7 +36,7 @@ def _free_port() -> int:
 def _strace_works() -> bool:
     try:
         return subprocess.run([STRACE, "-f", "-qq", "-e", "trace=none", "true"], capture_output=True,
-                              timeout=30).returncode == 0
+                              timeout=30, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -66,8 +66,8 @@ def test_remote_addresses_parser():
         '12 connect(7, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1',
         '12 sendto(8, "x", 1, 0, NULL, 0) = 1',
         '12 connect(9, {sa_family=AF_INET6, sin6_port=htons(53), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 0',
-        '12 sendto(3, "q", 1, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), '
-        'sin_addr=inet_addr("10.0.0.53")}, 16) = 1',
+        ('12 sendto(3, "q", 1, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), '
+         'sin_addr=inet_addr("10.0.0.53")}, 16) = 1'),
     ])
     assert [re.search(r'"([\d.]+)"\)', r).group(1) for r in remote_addresses(trace)] == ["8.8.8.8", "10.0.0.53"]
 
