@@ -15,20 +15,20 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import NATURAL_STORIES
+from mechinterp.cli.explore import streamlit_command
 from mechinterp.explore import compute
 from mechinterp.explore.demo import build_demo
 from mechinterp.stimuli import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "apps" / "explorer.py"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -86,9 +86,8 @@ def server(tiny_dirs, demo_results, tmp_path_factory):
     env = dict(os.environ, MECHINTERP_EXPLORER_MODEL=str(tiny_dirs["llama"]),
                MECHINTERP_EXPLORER_RESULTS=str(demo_results), MECHINTERP_EXPLORER_SUITE="npz",
                MECHINTERP_NO_PROGRESS="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    cmd = [*streamlit_command(port, headless=True), "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "minimal"]  # what `mechinterp explore` runs
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -207,5 +206,23 @@ def test_bad_input_in_the_browser_is_a_message(server, browser):
     page.goto(f"{server}/?suite=npz&item=999")
     expect(page.locator("[data-testid='stAlertContentError']").filter(has_text="has no item '999'")).to_be_visible(
         timeout=LONG)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_query_parameter_outside_the_allowed_folders_is_refused(server, browser, tmp_path_factory):
+    """``?suite=`` naming a file outside the results directory and the package's data: a refusal on the
+    page, and nothing of the file."""
+    from playwright.sync_api import expect
+
+    sentinel = "SENTINEL-browser-4c1d"
+    secret = tmp_path_factory.mktemp("secret") / "secret.csv"
+    secret.write_text(f"{sentinel},b,c\n1,2,3\n")
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{server}/?suite={urllib.parse.quote(str(secret))}")
+    errors = page.locator("[data-testid='stAlertContentError']")
+    expect(errors.first).to_contain_text("is refused", timeout=LONG)
+    wait_idle(page)
+    assert sentinel not in page.content()
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()

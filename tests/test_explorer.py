@@ -32,13 +32,15 @@ def demo_results(tiny_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def app(tiny_dirs, demo_results, monkeypatch):
-    """A fresh AppTest of the explorer on the tiny model and the demo results, already run once."""
+def app(tiny_dirs, demo_results, monkeypatch, tmp_path):
+    """A fresh AppTest of the explorer on the tiny model and the demo results, already run once (the test's
+    ``tmp_path`` is an allowed folder)."""
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MECHINTERP_EXPLORER_MODEL", str(tiny_dirs["llama"]))
     monkeypatch.setenv("MECHINTERP_EXPLORER_RESULTS", str(demo_results))
     monkeypatch.setenv("MECHINTERP_EXPLORER_SUITE", "npz")
+    monkeypatch.setenv("MECHINTERP_EXPLORER_ALLOW", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=240)
     at.run()
     return at
@@ -440,3 +442,129 @@ def test_explore_command(capsys, tmp_path):
     assert "streamlit run" in out and "apps/explorer.py" in out and "MECHINTERP_EXPLORER_MODEL=smollm2-135m" in out
     assert main(["explore", "--dry-run", "--model", "no-such-model"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+# ---- what the explorer may read -------------------------------------------------------------------------------
+SENTINEL = "SENTINEL-7f3a-do-not-show"
+
+
+@pytest.fixture
+def secrets(tmp_path_factory) -> dict[str, Path]:
+    """Files outside every allowed folder, each holding the sentinel where an error message might quote it."""
+    d = tmp_path_factory.mktemp("secret")
+    (d / "secret.txt").write_text(f"root:x:0:0:{SENTINEL}:/root:/bin/bash\n")
+    (d / "secret.csv").write_text(f"{SENTINEL},b,c\n1,2,3\n")
+    (d / "secret.json").write_text(json.dumps({"kind": "leace", SENTINEL: 1}))
+    model = d / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": SENTINEL}))
+    sae = d / "sae"
+    sae.mkdir()
+    (sae / "cfg.json").write_text(json.dumps({"hook_name": SENTINEL}))
+    (sae / "sae_weights.safetensors").write_text(SENTINEL)
+    (d / "results").mkdir()
+    (d / "results" / "effects.csv").write_text(f"construction,roi,effect_bits\n{SENTINEL},0,1.0\n")
+    return {"dir": d, "txt": d / "secret.txt", "csv": d / "secret.csv", "json": d / "secret.json", "model": model,
+            "sae": sae, "results": d / "results"}
+
+
+def rendered(at) -> str:
+    """Every element the app rendered (sidebar and main), as text."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def refused(at, what: str) -> None:
+    """A clear refusal is shown, no exception, and the sentinel is nowhere in the page."""
+    assert not at.exception, [e.message for e in at.exception]
+    errors = " ".join(e.value for e in at.error)
+    assert what in errors, errors
+    assert SENTINEL not in rendered(at)
+
+
+def test_confine_resolves_symlinks_and_dotdot(tmp_path, secrets):
+    from mechinterp.explore.paths import PathRefused, check_spec, confine, model_name, suite_spec
+
+    allowed = (tmp_path.resolve(),)
+    assert confine(tmp_path / "a" / ".." / "b.csv", allowed) == tmp_path.resolve() / "b.csv"
+    (tmp_path / "link").symlink_to(secrets["dir"])
+    for bad in (tmp_path / "link" / "secret.csv", tmp_path / ".." / secrets["dir"].name / "secret.csv", "", "/"):
+        with pytest.raises(PathRefused) as exc:
+            confine(bad, allowed)
+        assert SENTINEL not in str(exc.value)
+    assert suite_spec("npz", allowed) == "npz" and suite_spec("sap:ClassicGP", allowed) == "sap:ClassicGP"
+    with pytest.raises(PathRefused):
+        suite_spec("sap:../../secret", allowed)
+    assert model_name("smollm2-135m", allowed) == "smollm2-135m"
+    with pytest.raises(PathRefused):
+        model_name(str(secrets["model"]), allowed)
+    for spec in (f"@{secrets['txt']}", f"sae:sae={secrets['sae']}", f"clamp:layer=0,probe={secrets['dir']}",
+                 f"leace:layers=0,fit=npz/{secrets['csv']}"):
+        with pytest.raises(ConfigError) as exc:
+            check_spec(spec, allowed)
+        assert SENTINEL not in str(exc.value)
+    assert check_spec("leace:layers=0,fit=readings", allowed).parts[0].fit == ("readings",)
+
+
+def test_spec_file_errors_never_quote_the_file(secrets):
+    from mechinterp.interventions.spec import parse_spec
+
+    for f in ("txt", "csv", "json"):
+        with pytest.raises(ConfigError) as exc:
+            parse_spec(f"@{secrets[f]}")
+        assert SENTINEL not in str(exc.value) and secrets[f].name in str(exc.value)
+    with pytest.raises(ConfigError, match="not read here"):
+        parse_spec(f"@{secrets['txt']}", files=False)
+
+
+def test_custom_intervention_cannot_read_files(app, secrets):
+    page(app, "collapse")
+    app.selectbox(key="iv_kind").set_value("custom").run()
+    app.toggle(key="iv_on").set_value(True)
+    for spec, what in ((f"@{secrets['txt']}", "not read here"), ("@/etc/passwd", "not read here"),
+                       (f"sae:sae={secrets['sae']}", "is refused"), (f"clamp:layer=0,probe={secrets['dir']}", "is refused"),
+                       (f"leace:layers=0,fit={secrets['csv']}", "is refused")):
+        app.text_input(key="iv_custom").input(spec).run()
+        refused(app, what)
+        assert "root:x:0" not in rendered(app)
+
+
+def test_fields_outside_the_allowed_folders_are_refused(app, secrets):
+    page(app, "saes")
+    app.text_input(key="sae_path").input(str(secrets["sae"])).run()
+    refused(app, "SAE directory")
+    app.sidebar.text_input(key="results").input(str(secrets["results"])).run()
+    refused(app, "results directory")
+    page(app, "results")
+    refused(app, "results directory")
+    app.sidebar.text_input(key="results").input("").run()
+    app.sidebar.selectbox(key="suite").set_value("other (path) …").run()
+    for f in ("csv", "json", "txt"):
+        app.sidebar.text_input(key="suite_path").input(str(secrets[f])).run()
+        refused(app, "suite file")
+    app.sidebar.selectbox(key="suite").set_value("npz").run()
+    app.sidebar.selectbox(key="model_choice").set_value("other (path) …").run()
+    app.sidebar.text_input(key="model_path").input(str(secrets["model"])).run()
+    refused(app, "model directory")
+
+
+@pytest.mark.parametrize("param", ["suite", "model"])
+def test_query_parameters_outside_the_allowed_folders_are_refused(tiny_dirs, demo_results, monkeypatch, secrets,
+                                                                  param):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MECHINTERP_EXPLORER_MODEL", str(tiny_dirs["llama"]))
+    monkeypatch.setenv("MECHINTERP_EXPLORER_RESULTS", str(demo_results))
+    at = AppTest.from_file(str(APP), default_timeout=240)
+    at.query_params[param] = str(secrets["csv"] if param == "suite" else secrets["model"])
+    at.run()
+    refused(at, "suite file" if param == "suite" else "model directory")

@@ -13,7 +13,10 @@ with ui.guard("SAE"):
     cat = ui.catalogue(sel, quiet=True)
     found = [str(p) for p in cat.saes] if cat is not None else []
     typed = st.text_input("SAE directory (optional)", key="sae_path", placeholder="out/sae-l6",
-                          help="any SAE-Lens directory (cfg.json + sae_weights.safetensors)").strip()
+                          help="an SAE-Lens directory (cfg.json + sae_weights.safetensors) under the results "
+                               "directory or a folder allowed with --allow-path").strip()
+    if typed:
+        typed = ui.allowed_path(typed, "SAE directory")
     options = ([typed] if typed else []) + found
     if not options:
         st.warning("No SAE found" + (f" under {cat.root}" if cat is not None else "") + ". Train one with "

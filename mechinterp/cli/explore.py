@@ -1,9 +1,16 @@
 """`mechinterp explore`: open the Streamlit explorer (``streamlit run apps/explorer.py``) on a model and a
-results directory."""
+results directory.
+
+Safe by default: the server listens on 127.0.0.1 only (``--address`` for another, with a warning: the explorer
+has no login), Streamlit makes no network connection of its own (no usage statistics, no e-mail prompt, no
+internal or external IP lookup), and the app reads only the results directory, the package's data and the
+folders given with ``--allow-path`` (see :mod:`mechinterp.explore.paths`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 import subprocess
@@ -22,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default="out", help="results directory the explorer reads (default out)")
     p.add_argument("--suite", default="npz", help="suite shown first (default npz)")
     p.add_argument("--port", type=int, default=None, help="port to serve on (default: Streamlit's, 8501)")
+    p.add_argument("--address", default=LOCAL,
+                   help=f"address to listen on (default {LOCAL}: this machine only; 0.0.0.0 lets anyone who can "
+                        "reach the machine use the explorer, which has no login)")
+    p.add_argument("--allow-path", metavar="DIR", action="append", default=[],
+                   help="a further folder the explorer may read files from (repeatable); it always may read the "
+                        "results directory and the package's data")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.add_argument("--demo", metavar="DIR", default=None,
                    help="first write small demo results for --model into DIR (skipped if already there), then show them")
@@ -32,8 +45,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def streamlit_command(port: int | None = None, headless: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--browser.gatherUsageStats", "false"]
+LOCAL = "127.0.0.1"
+
+
+def is_local(address: str) -> bool:
+    """Whether ``address`` is a loopback address (only this machine can connect)."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def streamlit_command(port: int | None = None, headless: bool = False, address: str = LOCAL) -> list[str]:
+    """The ``streamlit run`` command line for the explorer.
+
+    Args:
+        port: Port to serve on (None: Streamlit's default).
+        headless: Do not open a browser.
+        address: Address to listen on.
+
+    Returns:
+        The command: Streamlit bound to ``address``, with the browser address set (so Streamlit does not look
+        up this machine's internal or external IP), no usage statistics and no e-mail prompt.
+    """
+    wildcard = address.strip() in ("0.0.0.0", "::", "")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
+           "--server.address", address,
+           "--browser.serverAddress", "localhost" if wildcard else address,
+           "--browser.gatherUsageStats", "false",
+           "--server.showEmailPrompt", "false"]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if headless:
@@ -50,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     get_spec(args.model)  # an unknown model is reported now, not in the browser
     if args.port is not None and not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a port number")
+    allow = []
+    for d in args.allow_path:
+        if not Path(d).expanduser().is_dir():
+            raise ConfigError(f"--allow-path {d}: not a directory")
+        allow.append(str(Path(d).expanduser().resolve()))
+    if not is_local(args.address):
+        print(f"warning: serving on {args.address}: anyone who can reach this machine can use the explorer "
+              "(it has no login), run models on it and read the results and allowed folders", file=sys.stderr)
     results = args.results
     if args.demo:
         if args.dry_run:
@@ -67,11 +117,12 @@ def run(args: argparse.Namespace) -> int:
     elif not Path(results).is_dir():
         print(f"note: results directory {results} does not exist yet; the explorer will compute on demand only")
     env = dict(os.environ, MECHINTERP_EXPLORER_MODEL=args.model, MECHINTERP_EXPLORER_RESULTS=str(results),
-               MECHINTERP_EXPLORER_SUITE=args.suite)
-    cmd = streamlit_command(args.port, args.headless)
+               MECHINTERP_EXPLORER_SUITE=args.suite, MECHINTERP_EXPLORER_ALLOW=os.pathsep.join(allow))
+    cmd = streamlit_command(args.port, args.headless, args.address)
     if args.dry_run:
         shown = " ".join(f"{k}={shlex.quote(env[k])}" for k in
-                         ("MECHINTERP_EXPLORER_MODEL", "MECHINTERP_EXPLORER_RESULTS", "MECHINTERP_EXPLORER_SUITE"))
+                         ("MECHINTERP_EXPLORER_MODEL", "MECHINTERP_EXPLORER_RESULTS", "MECHINTERP_EXPLORER_SUITE",
+                          "MECHINTERP_EXPLORER_ALLOW"))
         print(f"{shown} {shlex.join(cmd)}")
         return 0
     try:

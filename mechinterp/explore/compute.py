@@ -235,12 +235,13 @@ def intervention_spec(kind: str, layer: int | None = None, shift: float = 1.0, k
     raise ConfigError(f"unknown intervention kind {kind!r}")
 
 
-def build_intervention(model: "Model", spec: str, suite: "Suite") -> Any:
-    """Parse and fit an intervention for ``suite`` (its default fitting suites are the built-in suites of the
-    suite's constructions, see :func:`mechinterp.interventions.spec.build`)."""
+def build_intervention(model: "Model", spec: Any, suite: "Suite") -> Any:
+    """Parse (a string, without reading ``@file``) and fit an intervention for ``suite`` (its default fitting
+    suites are the built-in suites of the suite's constructions, see
+    :func:`mechinterp.interventions.spec.build`)."""
     from mechinterp.interventions.spec import build, parse_spec
 
-    return build(model, parse_spec(spec), suite)
+    return build(model, parse_spec(spec, files=False) if isinstance(spec, str) else spec, suite)
 
 
 def compare_runs(original: pd.DataFrame, intervened: pd.DataFrame) -> pd.DataFrame:

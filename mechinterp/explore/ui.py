@@ -7,9 +7,11 @@ environment, which ``mechinterp explore`` sets from its options:
 
 * ``MECHINTERP_EXPLORER_MODEL``: registry name or local model directory (default ``gemma3-270m``);
 * ``MECHINTERP_EXPLORER_RESULTS``: the results directory to read (default ``out``);
-* ``MECHINTERP_EXPLORER_SUITE``: the suite shown first (default ``npz``).
+* ``MECHINTERP_EXPLORER_SUITE``: the suite shown first (default ``npz``);
+* ``MECHINTERP_EXPLORER_ALLOW``: further folders the explorer may read (see :mod:`mechinterp.explore.paths`).
 
-Query parameters ``?suite=...&item=...`` (and ``model=``) choose an item from a link.
+Query parameters ``?suite=...&item=...`` (and ``model=``) choose an item from a link. Every path from a query
+parameter or a field goes through :mod:`mechinterp.explore.paths` before anything reads it.
 """
 
 from __future__ import annotations
@@ -19,20 +21,19 @@ import os
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import streamlit as st
 
 from mechinterp.errors import ConfigError, MechinterpError
-from mechinterp.explore import inputs
+from mechinterp.explore import inputs, paths
 from mechinterp.explore.results import Catalogue, scan
 
 log = logging.getLogger("mechinterp.explore")
 
-ENV_MODEL = "MECHINTERP_EXPLORER_MODEL"
-ENV_RESULTS = "MECHINTERP_EXPLORER_RESULTS"
-ENV_SUITE = "MECHINTERP_EXPLORER_SUITE"
+ENV_MODEL = paths.ENV_MODEL
+ENV_RESULTS = paths.ENV_RESULTS
+ENV_SUITE = paths.ENV_SUITE
 OTHER = "other (path) …"
 SELECTION = "_selection"
 SELECTION_ERROR = "_selection_error"
@@ -95,25 +96,41 @@ def _load_suite(spec: str) -> Any:
     return load_suite(spec)
 
 
+def allowed_path(path: str, what: str) -> str:
+    """``path`` resolved, if the explorer may read it (see :mod:`mechinterp.explore.paths`); else PathRefused."""
+    return str(paths.confine(path, paths.allowed_roots(), what))
+
+
 @st.cache_resource(show_spinner="Loading the SAE …", max_entries=4)
-def load_sae(path: str) -> Any:
+def _load_sae(path: str) -> Any:
     from mechinterp.saes.load import load_sae as _load
 
     return _load(path)
 
 
+def load_sae(path: str) -> Any:
+    """The SAE in directory ``path`` (refused outside the allowed folders)."""
+    return _load_sae(allowed_path(path, "SAE directory"))
+
+
 @st.cache_resource(show_spinner=False, max_entries=512)
-def load_probe(path: str) -> Any:
+def _load_probe(path: str) -> Any:
     from mechinterp.probes import ProbeArtifact
 
     return ProbeArtifact.load(path)
+
+
+def load_probe(path: str) -> Any:
+    """The probe artifact at ``path`` (refused outside the allowed folders)."""
+    return _load_probe(allowed_path(path, "probe"))
 
 
 @st.cache_resource(show_spinner="Fitting the intervention (once per model, spec and suite) …", max_entries=8)
 def _build_intervention(model_name: str, spec: str, suite_key: str, _suite: Any) -> Any:
     from mechinterp.explore.compute import build_intervention
 
-    return build_intervention(_load_model(model_name), spec, _suite)
+    checked = paths.check_spec(spec, paths.allowed_roots())  # no @file; its paths inside the allowed folders
+    return build_intervention(_load_model(model_name), checked, _suite)
 
 
 def intervention(sel: Selection, spec: str) -> Any:
@@ -127,7 +144,7 @@ def _scan(path: str) -> Catalogue:
 
 def catalogue(sel: Selection, quiet: bool = False) -> Catalogue | None:
     """The results catalogue of the selected directory, or None (with a message unless ``quiet``)."""
-    root = Path(sel.results).expanduser() if sel.results.strip() else None
+    root = paths.confine(sel.results, paths.allowed_roots(), "results directory") if sel.results.strip() else None
     if root is None or not root.is_dir():
         if not quiet:
             st.info(f"No results directory {sel.results!r}: set one in the sidebar (a folder that `mechinterp` "
@@ -210,7 +227,7 @@ def _suite_item() -> tuple[Any, Any]:
         spec = st.sidebar.text_input("Suite file", key="suite_path", placeholder="a SyntaxGym .json or SAP .csv").strip()
         if not spec:
             raise ConfigError("type the path of a suite file (SyntaxGym .json or SAP Benchmark .csv)")
-    suite = _load_suite(spec)
+    suite = _load_suite(paths.suite_spec(spec, paths.allowed_roots()))
     keys = [it.key for it in suite.items]
     if not keys:
         raise ConfigError(f"suite {suite.name!r} has no items")
@@ -263,6 +280,9 @@ def sidebar() -> None:
         source = st.sidebar.radio("Input", ["Suite item", "Typed sentence"], key="source", horizontal=True)
         if not model_name:
             raise ConfigError("type the path of a local model directory (or pick a registry model)")
+        model_name = paths.model_name(model_name, paths.allowed_roots())
+        if results.strip():
+            paths.confine(results, paths.allowed_roots(), "results directory")
         suite, item = _suite_item() if source == "Suite item" else _typed()
         st.session_state[SELECTION] = Selection(model_name, suite, item, source != "Suite item", results)
     except MechinterpError as exc:

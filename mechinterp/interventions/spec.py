@@ -142,38 +142,70 @@ def _parse_part(text: str) -> dict[str, Any]:
     return d
 
 
-def parse_spec(text: str) -> InterventionSpec:
-    """Parse one ``--intervention`` value (see the module docstring)."""
-    raw: Any
+def parse_spec(text: str, files: bool = True) -> InterventionSpec:
+    """Parse one ``--intervention`` value (see the module docstring).
+
+    Args:
+        text: The spec, or ``@FILE`` naming a file that holds it.
+        files: Whether ``@FILE`` may be read; False refuses it (for specs typed by someone who should not
+            read the server's files).
+
+    Raises:
+        ConfigError: An invalid spec, or an unreadable, refused or invalid file. Errors about a file name
+            the file only; they never quote what it holds.
+    """
     text = text.strip()
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read intervention file {path}: {exc}") from exc
-    if text.startswith(("{", "[")):
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"intervention JSON is invalid: {exc}") from exc
-        if isinstance(raw, list):
-            raw = {"parts": raw}
-        if "parts" not in raw:
-            raw = {"parts": [raw], "name": raw.pop("name", None)}
-    else:
-        name = None
-        head, eq, tail = text.partition("=")
-        if eq and ":" not in head and "," not in head:
-            name, text = head.strip(), tail
-        raw = {"name": name, "parts": [_parse_part(p) for p in _PART_SPLIT.split(text)]}
-    if not raw.get("name"):
-        raw["name"] = "+".join(_default_name(p) for p in raw["parts"])
+    if not text.startswith("@"):
+        return _parse_text(text, None)
+    if not files:
+        raise ConfigError("intervention files (@FILE) are not read here: type the spec itself")
+    path = Path(text[1:]).expanduser()
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"cannot read intervention file {path.name}: {reason}") from None
+    return _parse_text(content.strip(), path.name)
+
+
+def _parse_text(text: str, file: str | None) -> InterventionSpec:
+    """Parse a spec's text; ``file`` (the name of the file it came from) keeps its content out of errors."""
+    raw: Any
+    try:
+        if text.startswith(("{", "[")):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                where = f"line {exc.lineno} column {exc.colno}"
+                raise ConfigError(f"intervention JSON is invalid: {exc.msg} ({where})" if file else
+                                  f"intervention JSON is invalid: {exc}") from None
+            if isinstance(raw, list):
+                raw = {"parts": raw}
+            if not isinstance(raw, dict):
+                raise ConfigError("intervention JSON must be an object or a list of parts")
+            if "parts" not in raw:
+                raw = {"parts": [raw], "name": raw.pop("name", None)}
+        else:
+            name = None
+            head, eq, tail = text.partition("=")
+            if eq and ":" not in head and "," not in head:
+                name, text = head.strip(), tail
+            raw = {"name": name, "parts": [_parse_part(p) for p in _PART_SPLIT.split(text)]}
+        if not raw.get("name"):
+            raw["name"] = "+".join(_default_name(p) if isinstance(p, dict) else "?" for p in raw["parts"])
+    except ConfigError as exc:
+        if file is None:
+            raise
+        raise ConfigError(f"intervention file {file} does not hold a valid spec (KIND:key=value or JSON): "
+                          f"{str(exc) if str(exc).startswith('intervention JSON') else 'check its text'}") from None
     try:
         return InterventionSpec.model_validate(raw)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid intervention {text!r}: {msgs}") from exc
+        if file is None:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid intervention {text!r}: {msgs}") from exc
+        msgs = "; ".join(e["msg"] for e in exc.errors())
+        raise ConfigError(f"invalid intervention in file {file}: {msgs}") from None
 
 
 def _default_name(p: dict[str, Any]) -> str:
