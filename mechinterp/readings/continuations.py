@@ -78,7 +78,9 @@ def load_continuations(path: str | Path | None = None) -> dict[str, dict[str, Re
 
 
 def _word(s: str) -> str:
-    return s.strip().strip(",.;:!?").lower()
+    """The first word of ``s``, lower-cased, without punctuation around it."""
+    parts = s.split()
+    return parts[0].strip(",.;:!?").lower() if parts else s.strip()
 
 
 def token_sets(tokenizer: Any, sets: Mapping[str, ReadingSet], exclude: str | None = None
@@ -88,7 +90,7 @@ def token_sets(tokenizer: Any, sets: Mapping[str, ReadingSet], exclude: str | No
     Args:
         tokenizer: a Hugging Face tokenizer (continuations are tokenized without special tokens).
         sets: reading -> :class:`ReadingSet` for one construction.
-        exclude: the item's disambiguating word; continuations that are this word (ignoring case and
+        exclude: the item's disambiguating word; continuations that begin with this word (ignoring case and
             punctuation) are left out.
 
     Returns:
