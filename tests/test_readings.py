@@ -136,3 +136,45 @@ def test_gemma_npz_readings_and_leace(gemma):
     after = exact_readings(gemma, sub, next(iter(iv.values())))
     a = after[~after["preferred"] & (after["condition"] == "ambiguous")]["probability"].mean()
     assert a > d["ambiguous"]
+
+
+def _labelled_accuracy() -> tuple[float, int]:
+    from mechinterp.readings.classify import classify
+    from mechinterp.stimuli.constructions import CONSTRUCTIONS
+
+    path = __import__("pathlib").Path(__file__).parent / "data" / "readings_labelled.csv"
+    df = pd.read_csv(path, keep_default_na=False)
+    hits = 0
+    for r in df.itertuples():
+        info = CONSTRUCTIONS[r.construction]
+        other = next(x for x in info.readings if x != info.preferred_reading)
+        got = classify(r.prefix, r.unambiguous_prefix, r.continuation, r.construction, info.preferred_reading, other)
+        hits += (got or "unclear") == r.gold
+    return hits / len(df), len(df)
+
+
+def test_classifier_on_hand_labelled_continuations():
+    """Gemma samples (seed 7, items 9-16 of each built-in suite) labelled by hand, unclassifiable ones as
+    'unclear'. The classifier currently reaches 84%."""
+    acc, n = _labelled_accuracy()
+    assert n >= 100
+    assert acc >= 0.80
+
+
+@pytest.mark.xfail(reason="the classifier does not yet reach the 90% target on the hand-labelled set", strict=False)
+def test_classifier_reaches_target_accuracy():
+    assert _labelled_accuracy()[0] >= 0.90
+
+
+def test_sampled_estimator_is_seeded(tiny_model, npz3):
+    from mechinterp.readings.sampled import sample_continuations, sampled_readings
+
+    sub = npz3.model_copy(update={"items": npz3.items[:1]})
+    t = next(iter(reading_targets(tiny_model, sub)))
+    a = sample_continuations(tiny_model, t, 3, seed=1, max_new_tokens=4)
+    assert a == sample_continuations(tiny_model, t, 3, seed=1, max_new_tokens=4)
+    assert a != sample_continuations(tiny_model, t, 3, seed=2, max_new_tokens=4)
+    df1 = sampled_readings(tiny_model, sub, n_samples=3, seed=1, max_new_tokens=4)
+    df2 = sampled_readings(tiny_model, sub, n_samples=3, seed=1, max_new_tokens=4)
+    pd.testing.assert_frame_equal(df1, df2)
+    assert (df1["n_samples"] == 3).all() and set(df1["method"]) == {"sampled"}
