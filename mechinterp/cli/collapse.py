@@ -25,6 +25,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ns-words", type=int, default=150,
                    help="side effects: first N words of each story (default 150, i.e. 1,500 words)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--readings", default="exact", choices=["exact", "sampled", "none"],
+                   help="efficacy: reading probabilities before and after each intervention, exact (default), "
+                        "exact and sampled (slow; --samples per item), or none")
+    p.add_argument("--samples", type=int, default=10, help="samples per item and condition with --readings sampled")
+    p.add_argument("--collapse-factor", type=float, default=2.0,
+                   help="an intervention collapsed the model if P(dispreferred reading) fell at least this many "
+                        "times (default 2)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model(p)
     common.add_suite(p)
     common.add_out(p, help_="per-word surprisal table (.csv/.parquet); item effects and side effects are written "
-                            "beside it as <name>.effects.<ext> and <name>.side_effects.<ext>")
+                            "beside it as <name>.effects.<ext>, <name>.side_effects.<ext>, and the reading "
+                            "probabilities and efficacy as <name>.readings.<ext> and <name>.efficacy.<ext>")
     common.add_seed(p)
     add_common(p)
     p.set_defaults(func=run)
@@ -54,7 +62,20 @@ def collapse_from_args(args: argparse.Namespace, model, suite):
         print(f"fitting {', '.join(names)} ...")
     built = build_all(model, specs, suite, backend=args.backend)
     cfg = SurprisalConfig(backend=args.backend, batch_size=args.batch_size)
-    return specs, run_collapse(model, suite, built, cfg, corpus, args.ns_words, log=print)
+    opts = {"sampled": args.samples if args.readings == "sampled" else 0, "seed": args.seed,
+            "factor": args.collapse_factor}
+    return specs, run_collapse(model, suite, built, cfg, corpus, args.ns_words, log=print,
+                               readings=args.readings != "none", readings_options=opts)
+
+
+def write_efficacy(res, out: Path, prov) -> None:
+    """Write ``<out>.readings.<ext>`` and ``<out>.efficacy.<ext>`` (if readings were computed) and print it."""
+    if res.efficacy is None:
+        return
+    common.write(res.readings, sibling(out, "readings"), prov)
+    common.write(res.efficacy, sibling(out, "efficacy"), prov)
+    cols = ["intervention", "method", "construction", "condition", "p_dispreferred", "ratio", "collapsed"]
+    print(res.efficacy[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     common.write(res.words, out, prov)
     common.write(res.effects, sibling(out, "effects"), prov)
     common.write(res.side_effects, sibling(out, "side_effects"), prov)
+    write_efficacy(res, out, prov)
     from mechinterp.effects import summarise_effects
 
     summ = summarise_effects(res.effects, by=("intervention", "construction", "roi"), seed=args.seed)

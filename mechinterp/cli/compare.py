@@ -58,20 +58,26 @@ def run(args: argparse.Namespace) -> int:
     model = common.get_model(args)
     common.seed_everything(args.seed)
     descriptions = {}
+    efficacy = None
     if args.collapsed:
-        words, sides = [], []
+        words, sides, effs = [], [], []
         for t in args.collapsed:
             path = check_out_path(t)
             words.append(read_table(path))
             if sibling(path, "side_effects").exists():
                 sides.append(read_table(sibling(path, "side_effects")))
+            if sibling(path, "efficacy").exists():
+                effs.append(read_table(sibling(path, "efficacy")))
         words_df = pd.concat(words, ignore_index=True).drop_duplicates(["intervention", "construction", "item", "condition", "word_index"])
         side = pd.concat(sides, ignore_index=True).drop_duplicates("intervention") if sides else None
+        if effs:
+            efficacy = pd.concat(effs, ignore_index=True).drop_duplicates(
+                ["intervention", "method", "construction", "condition"])
     else:
         from mechinterp.cli.collapse import collapse_from_args
 
         _, res = collapse_from_args(args, model, suite)
-        words_df, side, descriptions = res.words, res.side_effects, res.descriptions
+        words_df, side, descriptions, efficacy = res.words, res.side_effects, res.descriptions, res.efficacy
     if args.linking:
         fit = LinkingFit.load(args.linking)
         if fit.model and fit.model.get("weights_sha256") != model.weights_sha256:
@@ -99,9 +105,11 @@ def run(args: argparse.Namespace) -> int:
     common.write(cmp.items, sibling(out, "items"), prov)
     if len(cmp.correlations):
         common.write(cmp.correlations, sibling(out, "correlations"), prov)
+    if efficacy is not None:
+        common.write(efficacy, sibling(out, "efficacy"), prov)
     if report is not None:
         write_compare_report(cmp, report, title=f"Collapse and compare: {model.spec.display_name} on {suite.name}",
-                             provenance=prov.to_json(), interventions=descriptions)
+                             provenance=prov.to_json(), interventions=descriptions, efficacy=efficacy)
         print(f"wrote report {report}")
     cols = ["intervention", "construction", "roi", "effect_bits", "predicted_ms", "human_ms", "ratio", "inside_human_interval"]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))

@@ -26,6 +26,7 @@ import pandas as pd
 from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.compose import Composite, sentence_surprisal_under, suite_surprisal_under
+from mechinterp.readings.efficacy import efficacy_tables, readings_under
 
 if TYPE_CHECKING:
     from mechinterp.humans import NaturalStories
@@ -49,6 +50,8 @@ class CollapseResult:
     side_effects: pd.DataFrame  # SIDE_EFFECT_COLUMNS
     ns_words: pd.DataFrame | None = None  # per-word Natural Stories surprisal + intervention
     descriptions: dict[str, Any] = field(default_factory=dict)
+    readings: pd.DataFrame | None = None  # mechinterp.readings rows + intervention
+    efficacy: pd.DataFrame | None = None  # mechinterp.readings.summary.EFFICACY_COLUMNS
 
     def flagged(self) -> list[str]:
         se = self.side_effects
@@ -96,14 +99,17 @@ def unambiguous_side_effects(words: pd.DataFrame, original: pd.DataFrame, suite:
 def run_collapse(model: "Model", suite: "Suite", interventions: Mapping[str, Composite],
                  config: "SurprisalConfig | None" = None, corpus: "NaturalStories | None" = None,
                  ns_words_per_story: int | None = NS_WORDS_PER_STORY, rois: tuple[int, ...] = (0, 1, 2),
-                 log=None) -> CollapseResult:
+                 log=None, readings: bool = True, readings_options: Mapping[str, Any] | None = None
+                 ) -> CollapseResult:
     """Score ``suite`` (and the Natural Stories subset, if ``corpus`` is given) with the original model and
-    under each named intervention."""
+    under each named intervention. With ``readings``, also the probability of each reading before and after
+    every intervention and its efficacy (:mod:`mechinterp.readings.efficacy`; ``readings_options`` go to
+    :func:`~mechinterp.readings.efficacy.readings_under`)."""
     if ORIGINAL in interventions:
         raise ConfigError(f"{ORIGINAL!r} is reserved for the unmodified model: name the intervention otherwise")
     runs: dict[str, Composite | None] = {ORIGINAL: None, **interventions}
     texts = ns_texts(corpus, ns_words_per_story) if corpus is not None else None
-    words, effects, ns_all, side = [], [], [], []
+    words, effects, ns_all, side, read = [], [], [], [], []
     base_words = base_ppl = None
     for name, iv in runs.items():
         if log:
@@ -124,9 +130,13 @@ def run_collapse(model: "Model", suite: "Suite", interventions: Mapping[str, Com
             base_words = w
         row.update(unambiguous_side_effects(w, base_words, suite, rois))
         side.append(row)
+        if readings:
+            read.append(readings_under(model, suite, name, iv, config, log=log, **dict(readings_options or {})))
     return CollapseResult(
         words=pd.concat(words, ignore_index=True), effects=pd.concat(effects, ignore_index=True),
         side_effects=pd.DataFrame(side).reindex(columns=SIDE_EFFECT_COLUMNS),
         ns_words=pd.concat(ns_all, ignore_index=True) if ns_all else None,
         descriptions={n: (iv.describe() if iv is not None else {"kind": "none"}) for n, iv in runs.items()},
+        **(efficacy_tables(read, **{k: v for k, v in dict(readings_options or {}).items() if k == "factor"})
+           if readings else {}),
     )

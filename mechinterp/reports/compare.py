@@ -144,8 +144,22 @@ def headline_table(cmp: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def efficacy_table(efficacy: pd.DataFrame) -> pd.DataFrame:
+    """The efficacy table, compact: P(dispreferred reading) before and after each intervention."""
+    e = efficacy[efficacy["intervention"] != "original"]
+    return pd.DataFrame({
+        "intervention": e["intervention"], "estimator": e["method"], "construction": e["construction"],
+        "condition": e["condition"],
+        "P(dispreferred) original": e["p_dispreferred_original"].map("{:.3f}".format),
+        "P(dispreferred) after": e["p_dispreferred"].map("{:.3f}".format),
+        "ratio [95%]": [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, lo, hi in zip(e["ratio"], e["ratio_low"], e["ratio_high"])],
+        "collapsed": [f"yes (≤ 1/{f:g})" if c else "no" for c, f in zip(e["collapsed"], e["factor"])],
+    })
+
+
 def write_compare_report(cmp: Comparison, path: str | Path, title: str = "Collapse and compare: human-likeness",
-                         provenance: dict[str, Any] | None = None, interventions: dict[str, Any] | None = None) -> Path:
+                         provenance: dict[str, Any] | None = None, interventions: dict[str, Any] | None = None,
+                         efficacy: pd.DataFrame | None = None) -> Path:
     flagged = flagged_interventions(cmp)
     fit = cmp.linking
     intro = (
@@ -160,6 +174,13 @@ def write_compare_report(cmp: Comparison, path: str | Path, title: str = "Collap
         blocks.append(("", "<p class='warn'>⚠ Raises Natural Stories perplexity by more than 5%: "
                        + ", ".join(html.escape(f) for f in sorted(flagged)) + ". Effects under these interventions come "
                        "with a damaged language model.</p>"))
+    if efficacy is not None and len(efficacy):
+        blocks.append(("Efficacy: did each intervention make the model commit?", efficacy_table(efficacy)))
+        blocks.append(("", "<p>P(dispreferred reading) at the end of the ambiguous region from the model's "
+                       "next-word probabilities (mechinterp.readings), before and after each intervention. "
+                       "'collapsed' = the dispreferred reading lost at least the stated factor; an intervention "
+                       "that did not collapse the model cannot show that commitment fails to produce human-sized "
+                       "effects.</p>"))
     blocks += [
         ("Human vs model per construction and ROI", headline_table(cmp)),
         ("", effects_figure(cmp)),
