@@ -180,7 +180,7 @@ def test_compare_smollm2_end_to_end(smollm2, sap_classic, tmp_path):
 
     sub = sap_classic.model_copy(update={"items": tuple(it for it in sap_classic.items if it.number <= 2)})
     ns = load_natural_stories(NATURAL_STORIES)
-    iv = build(smollm2, "leace:layers=10/15", sub)
+    iv = build(smollm2, "leace:layers=10+15", sub)
     res = run_collapse(smollm2, sub, {"leace": iv}, corpus=ns.subset([1, 2, 3]), ns_words_per_story=30)
     fit, _ = fit_natural_stories(smollm2, ns.subset([1]))
     cmp = compare(res.words, sub, fit, published_effects(), load_sap_effects(SAP_DIR), noise_ceiling(),

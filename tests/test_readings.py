@@ -4,6 +4,7 @@ expected preferences of Gemma on NP/Z."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,18 +107,18 @@ def test_collapse_reports_efficacy(tiny_model, npz3):
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build_all, parse_spec
 
-    specs = [parse_spec("leace:layers=0/1,fit=npz")]
+    specs = [parse_spec("leace:layers=0+1,fit=npz")]
     built = build_all(tiny_model, specs, npz3)
     res = run_collapse(tiny_model, npz3, built)
     e = res.efficacy
     assert {"p_dispreferred_original", "p_dispreferred", "ratio", "collapsed", "factor"} <= set(e.columns)
-    assert set(e["intervention"]) == {"original", "leace@0/1"} and set(e["condition"]) == {"ambiguous", "unambiguous"}
-    assert set(res.readings["intervention"]) == {"original", "leace@0/1"}
+    assert set(e["intervention"]) == {"original", "leace@0+1"} and set(e["condition"]) == {"ambiguous", "unambiguous"}
+    assert set(res.readings["intervention"]) == {"original", "leace@0+1"}
     # the erasure acts on the prefix exactly as on the full sentence: P(next word) at the prefix's end
     # equals what the full sentence's forward pass under the same intervention gives
     orig = res.readings[res.readings["intervention"] == "original"]
     assert not np.allclose(orig["probability"].to_numpy(),
-                           res.readings[res.readings["intervention"] == "leace@0/1"]["probability"].to_numpy())
+                           res.readings[res.readings["intervention"] == "leace@0+1"]["probability"].to_numpy())
 
 
 @pytest.mark.slow
@@ -178,3 +179,34 @@ def test_sampled_estimator_is_seeded(tiny_model, npz3):
     df2 = sampled_readings(tiny_model, sub, n_samples=3, seed=1, max_new_tokens=4)
     pd.testing.assert_frame_equal(df1, df2)
     assert (df1["n_samples"] == 3).all() and set(df1["method"]) == {"sampled"}
+
+
+def test_readings_command(tiny_dirs, tmp_path):
+    """`mechinterp readings` on the tiny model: exact and sampled, with a user's continuation file, a batch size,
+    a sample count, a bootstrap count, a backend and a seed, all reflected in the outputs and provenance."""
+    from mechinterp.cli import main
+    from mechinterp.provenance import read_provenance
+    from mechinterp.tables import read_table
+
+    shipped = Path(__file__).resolve().parents[1] / "mechinterp" / "readings" / "data" / "continuations.toml"
+    sets = tmp_path / "sets.toml"
+    sets.write_text(shipped.read_text())
+    from mechinterp.stimuli import write_syntaxgym
+
+    suite = tmp_path / "npz2.json"
+    npz = load_suite("npz")
+    write_syntaxgym(npz.model_copy(update={"items": npz.items[:2]}), suite)
+    out = tmp_path / "r.csv"
+    argv = ["readings", "--model", str(tiny_dirs["llama"]), "--suite", str(suite), "--out", str(out),
+            "--method", "both", "--samples", "2", "--continuations", str(sets), "--batch-size", "3",
+            "--n-boot", "20", "--backend", "nnsight", "--seed", "3"]
+    assert main(argv) == 0
+    table = read_table(out)
+    assert set(table["method"]) == {"exact", "sampled"}
+    samples = read_table(tmp_path / "r.samples.csv")
+    assert len(samples) == 2 * 2 * 2  # 2 samples x 2 conditions x 2 items
+    assert (tmp_path / "r.estimators.csv").exists() and (tmp_path / "r.summary.csv").exists()
+    prov = read_provenance(out)
+    assert prov["config"]["backend"] == "nnsight" and prov["config"]["seed"] == 3
+    assert prov["extra"]["continuations"] == str(sets)
+    assert main(["readings", "--model", str(tiny_dirs["llama"]), "--suite", "npz", "--out", str(tmp_path / "x.txt")]) == 2
