@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="generated training sentences per reading (default 40 [20])")
     p.add_argument("--intervention", default=None, metavar="SPEC",
                    help="the collapse intervention (default: clamp:layer=<probes' most accurate layer>,"
-                        "fit=readings,target=preferred,shift=1)")
+                        "fit=readings,n_fit=<--probe-sentences>,target=preferred,shift=1)")
     p.add_argument("--compare-suite", default="sap:ClassicGP",
                    help="suite for collapse and the human comparison (default sap:ClassicGP)")
     p.add_argument("--ns-stories", default="1,2", help="Natural Stories stories for the link and perplexity (default 1,2)")
@@ -137,23 +137,24 @@ def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) ->
     return {"result": res, "layers": layers}
 
 
-def default_intervention(verdicts: pd.DataFrame, n_layers: int) -> str:
+def default_intervention(verdicts: pd.DataFrame, n_layers: int, n_fit: int = 150) -> str:
     """Clamp the reading direction towards the preferred reading at the probes' most accurate layer (the
-    middle layer when there is no probe).
+    middle layer when there is no probe), fit on generated unambiguous sentences.
 
     Args:
         verdicts: The probe stage's verdicts table.
         n_layers: The model's number of layers.
+        n_fit: Generated sentences per reading and construction to fit the clamp on.
 
     Returns:
         An intervention spec (:mod:`mechinterp.interventions.spec`).
 
     Example:
         >>> default_intervention(res.verdicts, 18)
-        'commit=clamp:layer=6,fit=readings,target=preferred,shift=1'
+        'commit=clamp:layer=6,fit=readings,n_fit=150,target=preferred,shift=1'
     """
     layer = int(verdicts.loc[verdicts["accuracy"].idxmax(), "layer"]) if len(verdicts) else n_layers // 2
-    return f"commit=clamp:layer={layer},fit=readings,target=preferred,shift=1"
+    return f"commit=clamp:layer={layer},fit=readings,n_fit={n_fit},target=preferred,shift=1"
 
 
 def stage_collapse(args: argparse.Namespace, model: Any, suite: Any, spec_text: str, corpus: Any,
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     with Stage(3, N_STAGES, f"reading probes for {cons} (layers {args.probe_layers})"):
         probes = stage_probes(args, model, focus, out)
         sentences["hold"] = wb.probe_sentence(probes["result"].verdicts)
-    spec_text = args.intervention or default_intervention(probes["result"].verdicts, model.n_layers)
+    spec_text = args.intervention or default_intervention(probes["result"].verdicts, model.n_layers, args.probe_sentences)
     with Stage(4, N_STAGES, f"collapse: {spec_text} on {human_suite.name} ({len(human_suite.items)} items)"):
         col = stage_collapse(args, model, human_suite, spec_text, corpus, out)
         sentences["forced"] = wb.collapse_sentence(col["summary"], col["result"].side_effects, col["name"])
@@ -283,14 +284,16 @@ def report_blocks(model: Any, eff: dict, patch: dict, probes: dict, col: dict, c
     from mechinterp.reports.patching import NOTES, curves, heatmaps
 
     cons = focus.constructions[0]
-    items_df, words = eff["items"], eff["words"]
+    suites = ", ".join(f"{s.name} ({len(s.items)} items)" for s in eff["suites"])
+    per_cons = len(human_suite.items) // max(1, len(human_suite.constructions))
+    items_df = eff["items"]
     blocks: list[tuple[str, Any]] = [
         ("Summary", wb.summary_html(summary, model.spec.display_name)),
-        ("", f"<p>Model: <b>{model.spec.display_name}</b> (weights sha256 {model.weights_sha256[:16]}\u2026). "
-             "Every sentence above is computed from the tables written beside this report.</p>"),
-        ("1. Garden-path effects", "<p>Ambiguous minus unambiguous surprisal (bits) at the disambiguating word (ROI 0) "
-                                   "and the two words after it, 95% percentile-bootstrap intervals over items. Suites: "
-                                   + ", ".join(f"{s.name} ({len(s.items)} items)" for s in eff["suites"]) + ".</p>"),
+        ("", (f"<p>Model: <b>{model.spec.display_name}</b> (weights sha256 {model.weights_sha256[:16]}\u2026). "
+              "Every sentence above is computed from the tables written beside this report.</p>")),
+        ("1. Garden-path effects", ("<p>Ambiguous minus unambiguous surprisal (bits) at the disambiguating word "
+                                    "(ROI 0) and the two words after it, 95% percentile-bootstrap intervals over "
+                                    "items. Suites: " + suites + ".</p>")),
         ("", effects_figure(eff["summary"])),
         ("", eff["summary"]),
         ("", item_effects_figure(items_df, roi=0)),
@@ -304,19 +307,19 @@ def report_blocks(model: Any, eff: dict, patch: dict, probes: dict, col: dict, c
     res = probes["result"]
     blocks += [
         (f"3. Which reading: probes on the ambiguous word ({cons})",
-         "<p>Probes are trained on generated unambiguous sentences whose structure fixes the reading (never on the "
-         "minimal pairs) and read out at the last token of the ambiguous region. Verdict rule: "
-         "mechinterp/probes/README.md.</p>"),
+         ("<p>Probes are trained on generated unambiguous sentences whose structure fixes the reading (never on "
+          "the minimal pairs) and read out at the last token of the ambiguous region. Verdict rule: "
+          "mechinterp/probes/README.md.</p>")),
         ("", readout_figure(res.verdicts)),
         ("", res.verdicts[["layer", "accuracy", "accuracy_low", "p_ambiguous", "p_unambiguous", "p_preferred_anchor",
                            "p_other_anchor", "z", "z_low", "z_high", "verdict"]]),
         (f"4. Forcing one reading: {spec_text}",
-         f"<p>Items: the first {len(human_suite.items) // max(1, len(human_suite.constructions))} of each construction "
-         f"of {human_suite.name}. Side effects: Natural Stories perplexity and the unambiguous sentences.</p>"),
+         (f"<p>Items: the first {per_cons} of each construction of {human_suite.name}. Side effects: Natural "
+          "Stories perplexity and the unambiguous sentences.</p>")),
         ("", col["summary"]),
         ("", col["result"].side_effects),
-        ("5. Against people (SAP Benchmark)", f"<p>Link: {cmp['fit'].ms_per_bit():.2f} ms per bit, R\u00b2 = "
-                                              f"{cmp['fit'].r2:.3f} on {cmp['fit'].n} Natural Stories words.</p>"),
+        ("5. Against people (SAP Benchmark)", (f"<p>Link: {cmp['fit'].ms_per_bit():.2f} ms per bit, R\u00b2 = "
+                                               f"{cmp['fit'].r2:.3f} on {cmp['fit'].n} Natural Stories words.</p>")),
         ("", headline_table(cmp["comparison"])),
         ("", compare_figure(cmp["comparison"])),
         ("Construction order", cmp["comparison"].order),
