@@ -88,6 +88,19 @@ def _layers(spec: str, n_layers: int) -> list[int]:
 
 
 def stage_effects(args: argparse.Namespace, model: Any, out: Path) -> dict[str, Any]:
+    """Stage 1: garden-path effects for ``--suite`` (default: every built-in suite).
+
+    Args:
+        args: The completed command line (:func:`settings`).
+        model: The loaded model.
+        out: The output directory (``words.parquet``, ``item_effects.csv``, ``effects.csv``).
+
+    Returns:
+        ``suites``, ``words``, ``items`` (per-item effects) and ``summary`` (per construction and ROI).
+
+    Example:
+        >>> stage_effects(settings(args), model, Path("out/demo"))["summary"]
+    """
     from mechinterp.effects import garden_path_effects, summarise_effects
     from mechinterp.stimuli import builtin_suites
     from mechinterp.surprisal import SurprisalConfig, suite_surprisal
@@ -108,6 +121,21 @@ def stage_effects(args: argparse.Namespace, model: Any, out: Path) -> dict[str, 
 
 
 def stage_patching(args: argparse.Namespace, model: Any, suite: Any, out: Path) -> dict[str, Any]:
+    """Stage 2: exact clean -> corrupt patching of ``resid_pre`` at every layer, at the last token of each
+    region before the disambiguator (``patch.parquet``, ``patch_summary.csv``).
+
+    Args:
+        args: The completed command line.
+        model: The loaded model.
+        suite: The (cut) focus suite.
+        out: The output directory.
+
+    Returns:
+        ``table`` (one row per item x site) and ``summary`` (:func:`mechinterp.reports.patching.summarise`).
+
+    Example:
+        >>> stage_patching(args, model, first_items(load_suite("npz"), 4), Path("out/demo"))["summary"]
+    """
     from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
     from mechinterp.reports.patching import summarise
 
@@ -123,6 +151,21 @@ def stage_patching(args: argparse.Namespace, model: Any, suite: Any, out: Path) 
 
 
 def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) -> dict[str, Any]:
+    """Stage 3: reading probes on generated unambiguous sentences, read out on the suite's ambiguous word
+    (``probe_verdicts.csv``, ``probe_metrics.csv``, ``probe_readout.parquet``).
+
+    Args:
+        args: The completed command line (``--probe-layers``, ``--probe-sentences``).
+        model: The loaded model.
+        suite: The (cut) focus suite.
+        out: The output directory.
+
+    Returns:
+        ``result`` (:class:`mechinterp.probes.ProbeResult`) and ``layers``.
+
+    Example:
+        >>> stage_probes(args, model, suite, Path("out/demo"))["result"].verdicts
+    """
     from mechinterp.probes import ProbeSettings, run_probes
 
     layers = _layers(args.probe_layers, model.n_layers)
@@ -159,6 +202,24 @@ def default_intervention(verdicts: pd.DataFrame, n_layers: int, n_fit: int = 150
 
 def stage_collapse(args: argparse.Namespace, model: Any, suite: Any, spec_text: str, corpus: Any,
                    out: Path) -> dict[str, Any]:
+    """Stage 4: the suite scored with the unmodified model and under one intervention, with side effects
+    (``collapse.parquet``, ``collapse.effects.csv``, ``collapse.summary.csv``, ``collapse.side_effects.csv``).
+
+    Args:
+        args: The completed command line.
+        model: The loaded model.
+        suite: The (cut) comparison suite.
+        spec_text: The intervention spec.
+        corpus: Natural Stories (perplexity on the first ``--ns-words`` words of each story).
+        out: The output directory.
+
+    Returns:
+        ``result`` (:class:`mechinterp.interventions.collapse.CollapseResult`), ``summary`` (effects per
+        intervention, construction and ROI) and ``name`` (the intervention's name).
+
+    Example:
+        >>> stage_collapse(args, model, suite, "commit=clamp:layer=8,fit=readings", corpus, Path("out/demo"))
+    """
     from mechinterp.effects import summarise_effects
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build, parse_spec
@@ -180,6 +241,23 @@ def stage_collapse(args: argparse.Namespace, model: Any, suite: Any, spec_text: 
 
 def stage_compare(args: argparse.Namespace, model: Any, suite: Any, collapse: Any, corpus: Any,
                   out: Path) -> dict[str, Any]:
+    """Stage 5: a linking fit on part of Natural Stories and the comparison with the SAP human effects
+    (``link.json``, ``compare.csv``, ``compare.order.csv``, ``compare.items.csv``, ``compare.correlations.csv``).
+
+    Args:
+        args: The completed command line (``--ns-stories``, ``--ns-words``, ``--n-boot``).
+        model: The loaded model.
+        suite: The comparison suite (SAP ClassicGP by default).
+        collapse: Stage 4's :class:`~mechinterp.interventions.collapse.CollapseResult`.
+        corpus: Natural Stories.
+        out: The output directory.
+
+    Returns:
+        ``comparison`` (:class:`mechinterp.compare.Comparison`) and ``fit`` (the linking fit).
+
+    Example:
+        >>> stage_compare(args, model, suite, col["result"], corpus, Path("out/demo"))["comparison"].table()
+    """
     from mechinterp.compare import compare
     from mechinterp.explore.demo import small_link
     from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
@@ -208,6 +286,18 @@ def _stories(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the five stages and write ``report.html`` and ``summary.csv`` under ``--out``.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        0 on success.
+
+    Example:
+        >>> run(build_parser().parse_args(["demo", "--quick"]))
+        0
+    """
     from mechinterp.explore.demo import first_items
     from mechinterp.humans import load_natural_stories
     from mechinterp.interventions.spec import parse_spec
