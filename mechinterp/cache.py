@@ -6,8 +6,9 @@ the cache config that changes the contents, the format version). Running again w
 the same directory and reuses it; different inputs never collide.
 
 * **Streaming.** The suite's sequences (every item x condition, in suite order) are cut into shards of
-  ``shard_size`` sequences; each shard is collected in batches of ``batch_size`` and written before the next
-  starts, so memory is bounded by one shard, not by the suite.
+  ``shard_size`` sequences; each shard is collected in batches of ``batch_size`` and handed to one writer
+  thread, which serialises, syncs and hashes it while the next shard is collected (at most one write in
+  flight), so memory is bounded by two shards, not by the suite.
 * **Atomic shards, resumable runs.** A shard is written to a temporary name and renamed into place; the
   manifest (also written via rename) lists a shard only after its rename. A run that stops part-way leaves a
   manifest with ``complete: false`` and the shards finished so far; the next run with the same inputs
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
@@ -263,7 +265,9 @@ def build_cache(
     on_shard: Callable[[int, int], None] | None = None,
 ) -> tuple[ActivationCache, bool]:
     """Build (or reuse, or resume) the cache of ``sites`` over ``suite`` under ``out``. Returns the opened
-    cache and whether it was reused as it was. ``on_shard(done, total)`` is called after each shard."""
+    cache and whether it was reused as it was. ``on_shard(done, total)`` is called after each shard is
+    listed in the manifest (from the writer thread; an exception it raises stops the build before the next
+    shard is written)."""
     from safetensors.torch import save_file
 
     from mechinterp.provenance import Provenance
@@ -308,28 +312,8 @@ def build_cache(
     manifest["shards"] = [done[i] for i in sorted(done)]
     names = [str(s) for s in sites]
     dtype = DTYPES[config.dtype]
-    for index in range(n_shards):
-        if index in done:
-            continue
-        chunk = seqs[index * config.shard_size : (index + 1) * config.shard_size]
-        toks = [tokenize_condition(model, c) for _, c in chunk]
-        got = collect_rows(model, toks, sites, config.backend, config.batch_size, suite, missing="skip")
-        meta: dict[str, dict[str, list]] = {}
-        for s in sites:
-            k = _pos_key(s)
-            if k in meta:
-                continue
-            rows = got.rows[s].tolist()
-            meta[k] = {
-                "item": [chunk[i][0].key for i, _ in rows],
-                "condition": [chunk[i][1].name for i, _ in rows],
-                "region": [region_of_token(toks[i], t) if t >= 0 else _mean_region(s, suite) for i, t in rows],
-                "token": [int(t) for _, t in rows],
-                "token_str": [model.tokenizer.convert_ids_to_tokens(toks[i].input_ids[t]) if t >= 0 else "<mean>"
-                              for i, t in rows],
-                "sequence": [index * config.shard_size + i for i, _ in rows],
-            }
-        tensors = {n: got.tensors[s].to(dtype).contiguous() for n, s in zip(names, sites)}
+
+    def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"
         tmp = root / f".{file}.{os.getpid()}.tmp"
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
@@ -338,15 +322,68 @@ def build_cache(
         tmp.replace(root / file)
         manifest["shards"].append({
             "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": _sha256(root / file),
-            "rows": {n: int(got.tensors[s].shape[0]) for n, s in zip(names, sites)}, "meta": meta,
+            "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "meta": meta,
         })
         manifest["shards"].sort(key=lambda sh: sh["index"])
         _write_json(mpath, manifest)
         if on_shard is not None:
             on_shard(len(manifest["shards"]), n_shards)
+
+    # One writer thread: a shard is serialised, synced, hashed and listed while the next one is collected
+    # (file I/O and hashing release the GIL). At most one write is in flight, so memory stays bounded by two
+    # shards and shards are listed in order; the manifest is only touched by the writer.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mechinterp-cache") as writer:
+        pending: Future | None = None
+        for index in range(n_shards):
+            if index in done:
+                continue
+            chunk = seqs[index * config.shard_size : (index + 1) * config.shard_size]
+            toks = [tokenize_condition(model, c) for _, c in chunk]
+            got = collect_rows(model, toks, sites, config.backend, config.batch_size, suite, missing="skip")
+            meta = _shard_meta(model, suite, sites, got.rows, chunk, toks, index * config.shard_size)
+            tensors = {n: got.tensors[s].to(dtype).contiguous() for n, s in zip(names, sites)}
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_shard, index, tensors, meta)
+        if pending is not None:
+            pending.result()
     manifest["complete"] = True
     _write_json(mpath, manifest)
     return ActivationCache.open(root), False
+
+
+def _shard_meta(model: "Model", suite: "Suite", sites: Sequence[Site], rows: dict[Site, Tensor],
+                chunk: Sequence[tuple[Any, Any]], toks: Sequence[Any], first: int) -> dict[str, dict[str, list]]:
+    """Row metadata of one shard, once per position (sites at the same position share it): item,
+    condition, region, token index and text, and the sequence's index in the suite."""
+    regions: dict[int, list[int]] = {}
+    texts: dict[int, list[str]] = {}
+
+    def region(i: int, t: int) -> int:
+        if i not in regions:
+            regions[i] = [region_of_token(toks[i], k) for k in range(len(toks[i].input_ids))]
+        return regions[i][t]
+
+    def text(i: int, t: int) -> str:
+        if i not in texts:
+            texts[i] = model.tokenizer.convert_ids_to_tokens(list(toks[i].input_ids))
+        return texts[i][t]
+
+    meta: dict[str, dict[str, list]] = {}
+    for s in sites:
+        k = _pos_key(s)
+        if k in meta:
+            continue
+        pairs = rows[s].tolist()
+        meta[k] = {
+            "item": [chunk[i][0].key for i, _ in pairs],
+            "condition": [chunk[i][1].name for i, _ in pairs],
+            "region": [region(i, t) if t >= 0 else _mean_region(s, suite) for i, t in pairs],
+            "token": [int(t) for _, t in pairs],
+            "token_str": [text(i, t) if t >= 0 else "<mean>" for i, t in pairs],
+            "sequence": [first + i for i, _ in pairs],
+        }
+    return meta
 
 
 def _mean_region(site: Site, suite: "Suite") -> int:

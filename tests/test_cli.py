@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from mechinterp.cli import main
 from mechinterp.provenance import read_provenance
@@ -58,16 +57,3 @@ def test_models_command_lists_registry(capsys):
     assert main(["models", "--no-load"]) == 0
     text = capsys.readouterr().out
     assert "gemma3-270m" in text and "smollm2-135m" in text
-
-
-@pytest.mark.slow
-def test_demo_on_default_model(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--suite", "npz", "--suite", "nps", "--out-dir", str(out), "--n-boot", "200"]) == 0
-    html = (out / "report.html").read_text()
-    assert "Garden-path effect" in html
-    # plotly.js is embedded in the page, never fetched: no external <script src=...>
-    assert "<script src=" not in html.replace('<script src="data:', "") and "Plotly.newPlot" in html
-    eff = pd.read_csv(out / "effects.csv")
-    assert set(eff["construction"]) == {"NP/Z", "NP/S"}
-    assert (eff[eff["roi"] == 0]["effect_bits"] > 0).all()

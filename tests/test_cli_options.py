@@ -49,7 +49,7 @@ KNOWN_GAPS = {
     "collapse": {"--collapse-factor", "--readings", "--samples"},
     "compare": {"--collapse-factor", "--order-roi", "--readings", "--samples", "--subset"},
     "data": {"--files"},
-    "demo": {"--model", "--seed"},
+    "demo": {"--compare-suite", "--focus", "--intervention", "--n-boot", "--probe-sentences", "--seed"},
     "effects": {"--rois"},
     "explore": {"--address", "--allow-path", "--demo", "--headless", "--naturalstories", "--port", "--suite"},
     "models": {"--rebuild"},

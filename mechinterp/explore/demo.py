@@ -49,6 +49,59 @@ class DemoSettings:
     seed: int = 0
 
 
+def first_items(suite: Any, n_items: int, per_construction: bool = False) -> Any:
+    """The suite cut to its first ``n_items`` items (of each construction, with ``per_construction``).
+
+    Args:
+        suite: A :class:`mechinterp.stimuli.Suite`.
+        n_items: How many items to keep (at least 1).
+        per_construction: Keep the first ``n_items`` of every construction instead of of the whole suite.
+
+    Returns:
+        A new suite with the same name, annotations and source, and fewer items.
+
+    Example:
+        >>> first_items(load_suite("sap:ClassicGP"), 2, per_construction=True).constructions
+        ['MV/RR', 'NP/S', 'NP/Z']
+    """
+    from mechinterp.stimuli import Suite
+
+    if n_items < 1:
+        raise ConfigError(f"n_items must be at least 1, got {n_items}")
+    seen: dict[str, int] = {}
+    items = []
+    for it in suite.items:
+        key = suite.construction_of(it) if per_construction else ""
+        if seen.get(key, 0) < n_items:
+            seen[key] = seen.get(key, 0) + 1
+            items.append(it)
+    return Suite(name=suite.name, meta=suite.meta, region_meta=suite.region_meta, predictions=suite.predictions,
+                 items=tuple(items), ambiguity=suite.ambiguity, source=suite.source)
+
+
+def small_link(model: Any, corpus: Any, stories: Sequence[int], words_per_story: int) -> Any:
+    """A surprisal-to-ms link fitted quickly on part of Natural Stories (word length and position as the
+    other predictors, short scoring windows).
+
+    Args:
+        model: A loaded :class:`mechinterp.models.Model`.
+        corpus: The Natural Stories corpus (:func:`mechinterp.humans.load_natural_stories`).
+        stories: Story numbers to fit on.
+        words_per_story: The first N words of each story.
+
+    Returns:
+        The :class:`mechinterp.linking.LinkingFit`.
+
+    Example:
+        >>> fit = small_link(model, load_natural_stories(), (1, 2), 60)
+    """
+    from mechinterp.linking import fit_natural_stories
+
+    sub = corpus.subset(list(stories), words_per_story)
+    fit, _ = fit_natural_stories(model, sub, features="length_position", window_words=60, context_words=20)
+    return fit
+
+
 def _prov(command: str, model: Any, suite: Any, config: dict[str, Any]) -> Any:
     from mechinterp.provenance import Provenance
 
@@ -79,7 +132,7 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
     from mechinterp.saes.corpus import template_corpus
     from mechinterp.saes.train import TrainConfig, train_sae
-    from mechinterp.stimuli import Suite, load_suite
+    from mechinterp.stimuli import load_suite
     from mechinterp.surprisal import suite_surprisal
     from mechinterp.sweeps import run_sweep
     from mechinterp.tables import write_table
@@ -94,11 +147,7 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
         except (OSError, json.JSONDecodeError):
             pass
     root.mkdir(parents=True, exist_ok=True)
-    full = load_suite(settings.suite)
-    if settings.n_items < 1:
-        raise ConfigError(f"n_items must be at least 1, got {settings.n_items}")
-    suite = Suite(name=full.name, meta=full.meta, region_meta=full.region_meta, predictions=full.predictions,
-                  items=full.items[: settings.n_items], ambiguity=full.ambiguity, source=full.source)
+    suite = first_items(load_suite(settings.suite), settings.n_items)
     cfg = {"n_items": settings.n_items, "seed": settings.seed}
 
     log.info("demo: surprisal and effects")
@@ -138,11 +187,9 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     if naturalstories is not None and Path(naturalstories).is_dir():
         from mechinterp.compare import compare
         from mechinterp.humans import load_natural_stories, noise_ceiling, published_effects
-        from mechinterp.linking import fit_natural_stories
 
         log.info("demo: linking fit and comparison")
-        corpus = load_natural_stories(naturalstories).subset(list(settings.ns_stories), settings.ns_words_per_story)
-        fit, _ = fit_natural_stories(model, corpus, features="length_position", window_words=60, context_words=20)
+        fit = small_link(model, load_natural_stories(naturalstories), settings.ns_stories, settings.ns_words_per_story)
         fit.save(root / "link.json")
         cmp = compare(res.words, suite, fit, published_effects(), ceiling=noise_ceiling(),
                       side_effects=res.side_effects, n_boot=200, seed=settings.seed)

@@ -20,7 +20,8 @@ the SAP items, labelled ``ambiguous`` / ``unambiguous``; or ``readings``: the pr
 unambiguous sentences for those constructions, at the probed word, labelled ``preferred`` / ``dispreferred``
 by the reading their structure fixes -- no cue confound, see SCIENCE.md), ``where`` (``pre_disambiguator`` |
 ``ambiguous_region`` | ``prefix``), ``n_words`` (for ``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
-conditions of the evaluated suite), ``component`` (default ``resid_post``).
+conditions of the evaluated suite), ``component`` (default ``resid_post``), ``n_fit`` (``fit=readings``: generated
+sentences per reading and construction, default 150).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class _Fitted(_Spec):
     fit: tuple[str, ...] | None = None
     where: Where = "pre_disambiguator"
     n_words: int = Field(default=2, ge=1)
+    n_fit: int = Field(default=150, ge=10)
     conditions: Conditions = "all"
     component: Component = "resid_post"
 
@@ -258,13 +260,13 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
     if READINGS_SOURCE in names and not readings:
         raise ConfigError(f"fit={'/'.join(names)}: '{READINGS_SOURCE}' cannot be combined with suites")
     fit_suites = [] if readings else [load_suite(n) for n in names]
-    key = (names, where, n_words, backend, suite.sha256 if readings else None)
+    key = (names, where, n_words, backend, (suite.sha256, spec.n_fit) if readings else None)
     plain = [s.unpositioned for s in sites]
     have = cache.get(key) if cache is not None else None
     if have is not None and all(s in have.x for s in plain):
         data = Labelled({s: have.x[s] for s in plain}, have.labels, have.groups, dict(have.info))
     elif readings:
-        data = reading_activations(model, suite, plain, backend=backend)
+        data = reading_activations(model, suite, plain, n_per_class=spec.n_fit, backend=backend)
     else:
         data = suite_activations(model, fit_suites, plain, where, n_words, backend=backend)
         if cache is not None:

@@ -1,0 +1,58 @@
+"""`mechinterp demo`: the whole question (effects, patching, probes, collapse, human comparison) in one report."""
+
+from __future__ import annotations
+
+from html import unescape
+
+import pandas as pd
+import pytest
+
+from mechinterp.cli import main
+from mechinterp.provenance import read_provenance
+from mechinterp.reports.workbench import QUESTIONS
+
+PARTS = ["1. Garden-path effects", "2. Where: patching", "3. Which reading: probes", "4. Forcing one reading",
+         "5. Against people"]
+TABLES = ["effects.csv", "item_effects.csv", "words.parquet", "patch.parquet", "patch_summary.csv",
+          "probe_verdicts.csv", "collapse.parquet", "collapse.side_effects.csv", "compare.csv", "summary.csv"]
+
+
+def _check(out):
+    html = (out / "report.html").read_text()
+    for part in PARTS:
+        assert part in html, part
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["key"]) == list(QUESTIONS)
+    for answer in summary["answer"]:
+        assert answer in unescape(html)
+    for name in TABLES:
+        assert (out / name).exists(), name
+        assert read_provenance(out / name)["model"]["weights_sha256"]
+    # plotly.js is embedded in the page, never fetched: no external <script src=...>
+    assert "<script src=" not in html.replace('<script src="data:', "") and "Plotly.newPlot" in html
+    return html, summary
+
+
+def test_demo_writes_one_report_with_five_parts_and_summary(tiny_dirs, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(tiny_dirs["llama"]), "--quick", "--items", "2", "--suite", "npz",
+                 "--probe-layers", "0+1", "--ns-stories", "1", "--ns-words", "30", "--out-dir", str(out)]) == 0
+    _, summary = _check(out)
+    # the summary is computed from the tables: the probe sentence names the verdicts written there
+    verdicts = pd.read_csv(out / "probe_verdicts.csv")
+    hold = summary.set_index("key").loc["hold", "answer"]
+    assert all(v in hold for v in verdicts["verdict"].unique())
+    side = pd.read_csv(out / "collapse.side_effects.csv")
+    assert set(side["intervention"]) == {"original", "commit"}
+    assert "commit=clamp:layer=" in read_provenance(out / "summary.csv")["extra"]["intervention"]
+    assert "[5/6]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_on_default_model_quick(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--suite", "npz", "--suite", "nps", "--out-dir", str(out)]) == 0
+    _check(out)
+    eff = pd.read_csv(out / "effects.csv")
+    assert set(eff["construction"]) == {"NP/Z", "NP/S"}
+    assert (eff[eff["roi"] == 0]["effect_bits"] > 0).all()
