@@ -15,7 +15,7 @@ from mechinterp.interventions.erasure import fit_erasure
 from mechinterp.interventions.labelled import Labelled, suite_activations
 from mechinterp.interventions.spec import build, parse_spec
 from mechinterp.interventions.truncation import Truncation
-from mechinterp.sites import Site
+from mechinterp.locate.sites import Site
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 from mechinterp.tokenization import tokenize_condition
@@ -118,7 +118,7 @@ def test_leace_on_planted_concept():
 
 def _resid(model, suite, site, intervention=None):
     """resid_pre of the next layer (= the edited resid_post) for every token of every condition."""
-    from mechinterp.sites import collect_rows
+    from mechinterp.locate.sites import collect_rows
 
     seqs = [tokenize_condition(model, c) for it in suite.items for c in it.conditions]
     nxt = Site(site.layer + 1, "resid_pre") if site.layer + 1 < model.n_layers else None

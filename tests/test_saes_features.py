@@ -101,7 +101,7 @@ def test_perfect_sae_has_no_error_attribution(results):
 def test_ablation_matches_direct_intervention(results, tiny_model):
     """Zero-ablating latent j of the perfect SAE (relu(x_j)) in the window equals setting x_j to
     min(x_j, 0) there with a plain site write; the effect change must agree."""
-    from mechinterp.hooks import write_site
+    from mechinterp.locate.hooks import write_site
     from mechinterp.forward import pad_batch
 
     sae, suites, cfg, res = results

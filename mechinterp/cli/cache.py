@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_suite(p)
     p.add_argument("--sites", required=True,
                    help="site spec, e.g. 'resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1' "
-                        "(region=* = every region; see mechinterp.sites)")
+                        "(region=* = every region; see mechinterp.locate.sites)")
     p.add_argument("--out", required=True, help="cache root directory; the cache goes in OUT/<content key>/")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--shard-size", type=int, default=64, help="sequences per shard (bounds memory; default 64)")
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.cache import CacheConfig, build_cache, parse_cache_sites
+    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
     from mechinterp.progress import progress
 
     suite = common.get_suite(args.suite)

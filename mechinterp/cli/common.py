@@ -40,7 +40,7 @@ def add_seed(p: argparse.ArgumentParser) -> None:
 def natural_stories_arg(value: str | None):
     """The Natural Stories corpus named by a ``--naturalstories`` option: ``shipped`` (the package's copy), a
     directory, or ``none``/empty for no corpus."""
-    from mechinterp.humans import load_natural_stories
+    from mechinterp.compare.humans import load_natural_stories
 
     if value is None or value.strip().lower() in ("", "none"):
         return None

@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mechinterp.compare import compare
+    from mechinterp.compare.likeness import compare
     from mechinterp.errors import ConfigError
-    from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
-    from mechinterp.linking import LinkingFit, fit_natural_stories
-    from mechinterp.reports.compare import write_compare_report
+    from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
+    from mechinterp.compare.linking import LinkingFit, fit_natural_stories
+    from mechinterp.compare.figures import write_compare_report
     from mechinterp.surprisal import SurprisalConfig
     from mechinterp.tables import check_out_path, read_table
 

@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mechinterp.attribution import correlation
+    from mechinterp.locate.patching.attribution import correlation
     from mechinterp.errors import ConfigError
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
+    from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
 
     out = common.out_path(args)
     if args.report and not args.report.endswith((".html", ".htm")):
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     prov = common.provenance("patch", args, model, suites, **extra)
     common.write(df, out, prov)
     if args.report:
-        from mechinterp.reports.patching import write_patching_report
+        from mechinterp.locate.figures import write_patching_report
 
         write_patching_report(df, args.report, prov.to_json(), min_gap=args.min_gap,
                               title=f"Activation patching: {model.spec.display_name}, {', '.join(s.name for s in suites)}")

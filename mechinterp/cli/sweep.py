@@ -8,7 +8,7 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="run a probe sweep file (models x suites x sites x settings x seeds), resumably",
-        description="Run the jobs of a sweep TOML file (see probes/*.toml) into a results store, skipping jobs "
+        description="Run the jobs of a sweep TOML file (see sweeps/*.toml) into a results store, skipping jobs "
                     "already finished. Safe to kill at any moment: run it again to resume.",
     )
     p.add_argument("file", help="sweep file (.toml)")

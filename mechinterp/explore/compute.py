@@ -76,7 +76,7 @@ def probe_curve(model: "Model", probes: Sequence[Any], suite: "Suite", item: "It
     """P(preferred reading) from each probe (a :class:`~mechinterp.probes.ProbeArtifact`) at its site in every
     condition of ``item``: one row per probe x condition (columns construction, layer, component, seed,
     condition, ambiguous, p_preferred, preferred_reading, other_reading)."""
-    from mechinterp.sites import collect
+    from mechinterp.locate.sites import collect
 
     if not probes:
         raise ConfigError("no probes to apply")
@@ -115,8 +115,8 @@ def summarise_curve(curve: pd.DataFrame) -> pd.DataFrame:
 # ---- patching ------------------------------------------------------------------------------------------------
 def item_patching(model: "Model", suite: "Suite", item: "Item", spec: str | None = DEFAULT_PATCH_SWEEP,
                   metric: str = "surprisal", rows_per_pass: int = 64) -> pd.DataFrame:
-    """Exact activation patching of one item in both directions (table of :func:`mechinterp.patching.patch_suite`)."""
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
+    """Exact activation patching of one item in both directions (table of :func:`mechinterp.locate.patching.patch_suite`)."""
+    from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
 
     if not has_pair(suite, item):
         raise ConfigError("patching needs both versions of the item: type a control (unambiguous) sentence too")
@@ -150,7 +150,7 @@ def sae_item_activations(model: "Model", sae: Any, suite: "Suite", item: "Item",
     """Encode the item's activations at the SAE's site (BOS left out) and keep the ``n_features`` features
     that differ most between the conditions at the last token of the ambiguous region (or, with one
     condition or no ambiguous region, the most active ones there / anywhere)."""
-    from mechinterp.sites import Site, collect_rows
+    from mechinterp.locate.sites import Site, collect_rows
 
     if n_features < 1:
         raise ConfigError(f"n_features must be >= 1, got {n_features}")
@@ -257,7 +257,7 @@ def compare_runs(original: pd.DataFrame, intervened: pd.DataFrame) -> pd.DataFra
 def human_effects(construction: str, subset: str = "ClassicGP") -> pd.DataFrame:
     """The SAP Benchmark's published effects (ms) for ``construction`` at ROIs 0-2: humans with 95% intervals
     and the paper's GPT-2 / LSTM / no-surprisal predictions; empty if the benchmark does not cover it."""
-    from mechinterp.humans import published_effects
+    from mechinterp.compare.humans import published_effects
     from mechinterp.stimuli.constructions import canonical_construction
 
     df = published_effects(subset, None)
@@ -266,8 +266,8 @@ def human_effects(construction: str, subset: str = "ClassicGP") -> pd.DataFrame:
 
 def item_predicted_ms(words: pd.DataFrame, suite: "Suite", item: "Item", fit: Any) -> pd.DataFrame:
     """The item's garden-path effect per ROI in bits and as predicted milliseconds through ``fit`` (a
-    :class:`mechinterp.linking.LinkingFit`)."""
-    from mechinterp.compare import item_design
+    :class:`mechinterp.compare.linking.LinkingFit`)."""
+    from mechinterp.compare.likeness import item_design
 
     if not has_pair(suite, item):
         raise ConfigError("a predicted effect needs both versions of the item")

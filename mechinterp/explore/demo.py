@@ -76,7 +76,7 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     from mechinterp.effects import garden_path_effects
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build, parse_spec
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
+    from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
     from mechinterp.saes.corpus import template_corpus
     from mechinterp.saes.train import TrainConfig, train_sae
     from mechinterp.stimuli import Suite, load_suite
@@ -136,9 +136,9 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     write_table(res.side_effects, root / "collapse.side_effects.parquet", prov)
 
     if naturalstories is not None and Path(naturalstories).is_dir():
-        from mechinterp.compare import compare
-        from mechinterp.humans import load_natural_stories, noise_ceiling, published_effects
-        from mechinterp.linking import fit_natural_stories
+        from mechinterp.compare.likeness import compare
+        from mechinterp.compare.humans import load_natural_stories, noise_ceiling, published_effects
+        from mechinterp.compare.linking import fit_natural_stories
 
         log.info("demo: linking fit and comparison")
         corpus = load_natural_stories(naturalstories).subset(list(settings.ns_stories), settings.ns_words_per_story)

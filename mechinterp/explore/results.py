@@ -8,7 +8,7 @@ and sorts what it finds by what it is, from the files themselves, never from the
 * sweep results stores (:class:`mechinterp.sweeps.ResultsStore`: ``jobs/<id>/job.json``) and the probe
   artifacts in them;
 * SAE directories (SAE-Lens layout: ``cfg.json`` + ``sae_weights.safetensors``);
-* saved surprisal-to-ms links (:class:`mechinterp.linking.LinkingFit` JSON).
+* saved surprisal-to-ms links (:class:`mechinterp.compare.linking.LinkingFit` JSON).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
   :mod:`.collapse` — effects and side effects under each intervention.
 
 Hook interventions work on every backend (plain HF, TransformerLens bridge, nnsight): they are torch hooks on
-the shared HF modules (:mod:`mechinterp.hooks`), removed when the ``with`` block ends, also on error.
+the shared HF modules (:mod:`mechinterp.locate.hooks`), removed when the ``with`` block ends, also on error.
 """
 
 from mechinterp.interventions.base import AllPositions, Intervention, SiteEdit, TokenTable, apply_interventions, positions_of

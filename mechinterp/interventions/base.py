@@ -6,7 +6,7 @@ ids. :class:`AllPositions` edits every token but BOS. :class:`TokenTable` knows 
 and, for each, the positions to edit (for instance the two words before the disambiguating word); rows it
 does not know (free text, truncated windows) are edited everywhere, nowhere, or refused (``unknown=``). A
 pre-hook on the token embedding reads the ids of each forward pass and computes every scope's mask once;
-the site hooks (``mechinterp.hooks.write_site``, which fire whichever backend runs: plain HF,
+the site hooks (``mechinterp.locate.hooks.write_site``, which fire whichever backend runs: plain HF,
 TransformerLens bridge or nnsight) apply their edit at the masked positions only. Right- and left-padded
 batches both work: a row matches a known sequence when the sequence sits at either end of the row and the
 rest is padding.
@@ -28,7 +28,7 @@ from mechinterp.errors import ConfigError, RegionError
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
     from mechinterp.stimuli.types import Suite
     from mechinterp.tokenization import TokenizedText
 
@@ -220,7 +220,7 @@ def _masked(fn: EditFn, scope: Scope, masks: _Masks) -> Callable[[Tensor], Tenso
 def apply_interventions(model: "Model", interventions: Sequence[Intervention]) -> Iterator[None]:
     """Apply ``interventions`` (in order; several edits of one site compose in that order) to every forward
     pass of ``model`` inside the block, on any backend. All hooks are removed on exit, also on error."""
-    from mechinterp.hooks import embedding, forward_pre_hook, write_site
+    from mechinterp.locate.hooks import embedding, forward_pre_hook, write_site
 
     masks = _Masks()
     scopes = {id(iv.scope): iv.scope for iv in interventions}

@@ -28,7 +28,7 @@ from mechinterp.errors import ConfigError
 from mechinterp.interventions.compose import Composite, sentence_surprisal_under, suite_surprisal_under
 
 if TYPE_CHECKING:
-    from mechinterp.humans import NaturalStories
+    from mechinterp.compare.humans import NaturalStories
     from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
     from mechinterp.surprisal import SurprisalConfig

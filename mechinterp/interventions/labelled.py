@@ -23,7 +23,7 @@ from mechinterp.interventions.base import Where, positions_of
 
 if TYPE_CHECKING:
     from mechinterp.models import Backend, Model
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
     from mechinterp.stimuli.types import Suite
 
 LabelKind = Literal["condition"]
@@ -76,7 +76,7 @@ def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence
                       batch_size: int = 16) -> Labelled:
     """Activations at ``sites`` (their positions are ignored) of the tokens ``where`` selects in every
     condition of ``suites``, labelled by condition."""
-    from mechinterp.sites import collect_rows
+    from mechinterp.locate.sites import collect_rows
     from mechinterp.tokenization import tokenize_condition
 
     if label != "condition":

@@ -213,7 +213,7 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
 def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend" = "hf", cache: dict | None = None):
     """Fit one part on its labelled data and place it on ``suite``."""
     from mechinterp.interventions.truncation import Truncation
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
 
     if isinstance(spec, TruncateSpec):
         return Truncation(spec.k)
@@ -272,7 +272,7 @@ def build(model: "Model", spec: InterventionSpec | str, suite: "Suite", backend:
 
 
 def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
 
     if isinstance(part, LeaceSpec):
         return [Site(L, part.component) for L in part.layers]

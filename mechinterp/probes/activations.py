@@ -1,4 +1,4 @@
-"""Activations for probes, read through :mod:`mechinterp.sites` (typed sites; BOS is never a row).
+"""Activations for probes, read through :mod:`mechinterp.locate.sites` (typed sites; BOS is never a row).
 
 Training sentences are read at three positions (regions as :mod:`mechinterp.probes.templates` sets them):
 
@@ -31,7 +31,7 @@ _CACHE_SIZE = 12
 
 
 def position(name: PositionName, which: str = "last"):
-    from mechinterp.sites import RegionPos, TokenPos
+    from mechinterp.locate.sites import RegionPos, TokenPos
 
     if name == "target":
         return RegionPos(REGION_TARGET, which)  # type: ignore[arg-type]
@@ -64,7 +64,7 @@ def collect_training(
     batch_size: int = 32,
 ) -> dict[tuple[int, str, str], np.ndarray]:
     """``{(layer, component, position): float64 array [n_sentences, d_model]}`` for a training set."""
-    from mechinterp.sites import Site, collect
+    from mechinterp.locate.sites import Site, collect
 
     keys = [(L, c, p) for L in layers for c in components for p in positions]
     sites = {k: Site(k[0], k[1], position(k[2], which)) for k in keys}  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ def collect_stimuli(
     """Rows (one per item x condition of ``construction`` in ``suite``) and activations at the suite's
     ambiguous region in each: ``{(layer, component): array [n_rows, d_model]}``."""
     from mechinterp.probes.labels import canonical
-    from mechinterp.sites import RegionPos, Site, collect
+    from mechinterp.locate.sites import RegionPos, Site, collect
     from mechinterp.tokenization import tokenize_condition
 
     amb = suite.ambiguity

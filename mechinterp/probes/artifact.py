@@ -36,7 +36,7 @@ META_FILE = "probe.json"
 
 
 def site_to_dict(site: Any) -> dict[str, Any]:
-    from mechinterp.sites import RegionPos, TokenPos
+    from mechinterp.locate.sites import RegionPos, TokenPos
 
     pos = site.position
     if pos is None:
@@ -51,7 +51,7 @@ def site_to_dict(site: Any) -> dict[str, Any]:
 
 
 def site_from_dict(d: dict[str, Any]) -> Any:
-    from mechinterp.sites import RegionPos, Site, TokenPos
+    from mechinterp.locate.sites import RegionPos, Site, TokenPos
 
     p = d.get("position")
     if p is None:
@@ -71,7 +71,7 @@ class ProbeArtifact:
     intercept: float
     mean: Float[Tensor, "d"]
     scale: Float[Tensor, "d"]
-    site: Any  # mechinterp.sites.Site, at the position it is read in a suite (e.g. RegionPos("ambiguous"))
+    site: Any  # mechinterp.locate.sites.Site, at the position it is read in a suite (e.g. RegionPos("ambiguous"))
     construction: str
     readings: tuple[str, str]  # (class 1 = preferred, class 0 = other)
     model: dict[str, Any] = field(default_factory=dict)

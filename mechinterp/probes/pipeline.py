@@ -230,6 +230,6 @@ def run_probes(
 
 
 def _site(layer: int, component: str, which: str):
-    from mechinterp.sites import RegionPos, Site
+    from mechinterp.locate.sites import RegionPos, Site
 
     return Site(layer, component, RegionPos("ambiguous", which))  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ class LoadedSAE:
 
     @property
     def site(self) -> Any:
-        from mechinterp.sites import Site
+        from mechinterp.locate.sites import Site
 
         return Site(self.layer, self.component)
 

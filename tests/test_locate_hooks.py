@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mechinterp.forward import logits, pad_batch
-from mechinterp.hooks import (
+from mechinterp.locate.hooks import (
     at_positions,
     block_part,
     layout_of,
@@ -15,7 +15,7 @@ from mechinterp.hooks import (
     run_until,
     write_site,
 )
-from mechinterp.sites import Site, TokenPos, collect
+from mechinterp.locate.sites import Site, TokenPos, collect
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 

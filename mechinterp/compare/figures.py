@@ -1,4 +1,4 @@
-"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.Comparison`."""
+"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.likeness.Comparison`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mechinterp.compare import Comparison
+from mechinterp.compare.likeness import Comparison
 from mechinterp.reports.html import write_report
 
 HUMAN = "human (SAP)"

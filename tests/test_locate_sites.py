@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mechinterp.errors import ConfigError, RegionError
-from mechinterp.hooks import base_model, block_part, layout_of, read_site
-from mechinterp.sites import (
+from mechinterp.locate.hooks import base_model, block_part, layout_of, read_site
+from mechinterp.locate.sites import (
     COMPONENTS,
     RegionPos,
     Site,

@@ -11,7 +11,7 @@ import torch
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import logits, pad_batch
-from mechinterp.patching import (
+from mechinterp.locate.patching import (
     Patch,
     PatchConfig,
     aligned_positions,
@@ -23,7 +23,7 @@ from mechinterp.patching import (
     patch_suite,
     run_patches,
 )
-from mechinterp.sites import RegionPos, Site, TokenPos
+from mechinterp.locate.sites import RegionPos, Site, TokenPos
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
@@ -239,7 +239,7 @@ def test_patch_command_and_report(tiny_dirs, tmp_path, capsys):
 
 
 def test_report_summary(tiny_model, npz):
-    from mechinterp.reports.patching import item_gaps, summarise
+    from mechinterp.locate.figures import item_gaps, summarise
 
     df = patch_suite(tiny_model, npz, parse_sweep("resid_pre@*:region=np/last", tiny_model, npz),
                      PatchConfig(), items=npz.items[:3])

@@ -43,7 +43,7 @@ pairs with region k's last token whenever those are the same word. Consequences:
 ``rows_per_pass``; each chunk is ONE forward pass of the base sentence stacked B times, row r patched at
 site r. Rows are identical up to the first patched layer, so that prefix runs once and is expanded to B rows
 at the chunk's first layer; the sentence is cut after the last token the metric reads, and the LM head is
-applied only at the positions the metric needs. ``tests/test_patching.py`` checks the result equals
+applied only at the positions the metric needs. ``tests/test_locate_patching.py`` checks the result equals
 patching one site per full forward pass (<= 1e-5).
 """
 
@@ -63,9 +63,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.errors import ConfigError, RegionError
-from mechinterp.hooks import base_model, forward_pre_hook, write_site
+from mechinterp.locate.hooks import base_model, forward_pre_hook, write_site
 from mechinterp.progress import progress
-from mechinterp.sites import RegionPos, Site, TokenPos, parse_sites, read_batch, region_number, resolve_positions
+from mechinterp.locate.sites import RegionPos, Site, TokenPos, parse_sites, read_batch, region_number, resolve_positions
 from mechinterp.tokenization import TokenizedText, tokenize_condition
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class Patch:
 def _expand_at(model: "Model", layer: int, rows: int):
     """Expand the (single-row) hidden state entering block ``layer`` to ``rows`` identical rows: the layers
     before the first patched one run once for the whole chunk."""
-    from mechinterp.hooks import _pre_input, _pre_replace, block
+    from mechinterp.locate.hooks import _pre_input, _pre_replace, block
 
     def hook(_m: Any, args: tuple, kwargs: dict) -> Any:
         x = _pre_input(args, kwargs)
@@ -273,7 +273,7 @@ def run_patches(
 ) -> np.ndarray:
     """The metric of the base sentence with each patch applied alone, ``rows_per_pass`` patches per forward
     pass (one row each). With no patches: the unpatched value (one number)."""
-    from mechinterp.hooks import at_positions
+    from mechinterp.locate.hooks import at_positions
 
     n = max([spec.length] + [max(p.positions) + 1 for p in patches])
     ids = torch.tensor([list(base_ids[:n])], device=model.device)
@@ -311,7 +311,7 @@ def patch_one(
     spec: MetricSpec,
 ) -> float:
     """Reference implementation: one patch, one full forward pass (all logits), no batching tricks."""
-    from mechinterp.hooks import at_positions, read_site
+    from mechinterp.locate.hooks import at_positions, read_site
 
     s = site.unpositioned
     with read_site(model, s) as cap:
@@ -497,7 +497,7 @@ def patch_suite(
     """Exact (and/or attribution) patching of every item of ``suite`` at ``sites``: one row per item x site
     x direction x method (columns :data:`COLUMNS`). Sites that cannot be aligned in an item (the cue) are
     left out and listed in ``df.attrs["skipped"]``."""
-    from mechinterp.attribution import attribution_rows
+    from mechinterp.locate.patching.attribution import attribution_rows
 
     if not exact and not attribution:
         raise ConfigError("nothing to do: ask for exact and/or attribution patching")

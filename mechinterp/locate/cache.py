@@ -38,7 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.sites import RegionPos, Site, collect_rows, parse_sites, region_of_token
+from mechinterp.locate.sites import RegionPos, Site, collect_rows, parse_sites, region_of_token
 from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def _site_to_json(s: Site) -> dict[str, Any]:
 
 
 def _site_from_json(d: dict[str, Any]) -> dict[str, Any]:
-    from mechinterp.sites import TokenPos
+    from mechinterp.locate.sites import TokenPos
 
     p = d.get("position")
     pos = None if p is None else (RegionPos(p["region"], p["which"]) if "region" in p else TokenPos(p["index"]))
@@ -350,7 +350,7 @@ def build_cache(
 
 
 def _mean_region(site: Site, suite: "Suite") -> int:
-    from mechinterp.sites import region_number
+    from mechinterp.locate.sites import region_number
 
     assert isinstance(site.position, RegionPos)
     return region_number(site.position.region, suite)

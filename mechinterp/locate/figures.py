@@ -1,4 +1,4 @@
-"""Summaries and figures for patching tables (built only from the table :func:`mechinterp.patching.patch_suite`
+"""Summaries and figures for patching tables (built only from the table :func:`mechinterp.locate.patching.patch_suite`
 writes, so a saved CSV/Parquet can be re-plotted).
 
 * :func:`item_gaps`: each item's clean - corrupt gap; items whose gap is small or goes the wrong way are
@@ -120,7 +120,7 @@ def curves(summary: pd.DataFrame, construction: str, direction: str, component: 
 
 
 def attribution_scatter(df: pd.DataFrame) -> go.Figure | None:
-    from mechinterp.attribution import correlation
+    from mechinterp.locate.patching.attribution import correlation
 
     if not {"exact", "attribution"} <= set(df.method):
         return None
@@ -155,7 +155,7 @@ not one "best layer".</p>
 
 
 def report_blocks(df: pd.DataFrame, min_gap: float = 0.0, n_boot: int = 1000) -> list[tuple[str, Any]]:
-    from mechinterp.attribution import correlation
+    from mechinterp.locate.patching.attribution import correlation
 
     summary = summarise(df, min_gap=min_gap, n_boot=n_boot)
     gaps = item_gaps(df, min_gap)

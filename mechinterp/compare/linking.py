@@ -149,7 +149,7 @@ class LinkingFit:
         missing = [f for f in self.features if f not in df.columns]
         if missing:
             raise ConfigError(f"cannot apply the {self.feature_set} link: the table lacks {missing} "
-                              "(build it with mechinterp.linking.add_features)")
+                              "(build it with mechinterp.compare.linking.add_features)")
         return np.column_stack([np.ones(len(df)), df[list(self.features)].to_numpy(dtype=float)])
 
     def predict(self, df: pd.DataFrame, coef: np.ndarray | None = None) -> np.ndarray:
@@ -232,7 +232,7 @@ def fit_linking(table: pd.DataFrame, rt: str = "rt_mean", features: FeatureSet =
 # ---- Natural Stories ----------------------------------------------------------------------------------
 def natural_stories_surprisal(model, corpus, config=None, window_words: int = 300, context_words: int = 100,
                               show_progress: bool = False) -> pd.DataFrame:
-    """Surprisal of every word of ``corpus`` (a :class:`~mechinterp.humans.NaturalStories`) in its story context.
+    """Surprisal of every word of ``corpus`` (a :class:`~mechinterp.compare.humans.NaturalStories`) in its story context.
 
     Each story is cut into windows of ``window_words`` words; each window is scored after the
     ``context_words`` words before it (so every word but the first few of a story has at least that much

@@ -1,11 +1,11 @@
-"""Torch hooks that read or write an activation :class:`~mechinterp.sites.Site`, as context managers.
+"""Torch hooks that read or write an activation :class:`~mechinterp.locate.sites.Site`, as context managers.
 
 Every hook here is a plain torch forward (pre-)hook on one of the *original* Hugging Face modules of
 ``model.hf``. TransformerLens's ``TransformerBridge`` and nnsight both run those same modules, so a hook
-registered here fires whichever backend runs the forward pass (``tests/test_hooks.py`` checks this). Each
+registered here fires whichever backend runs the forward pass (``tests/test_locate_hooks.py`` checks this). Each
 context manager removes every hook it added when the block exits, also when the forward pass raised.
 
-Where each component lives (``Layout``, found from the module tree; see :mod:`mechinterp.sites` for the
+Where each component lives (``Layout``, found from the module tree; see :mod:`mechinterp.locate.sites` for the
 definitions):
 
 =================  ==========================  ==========================  ===========================
@@ -51,7 +51,7 @@ from mechinterp.errors import ConfigError
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
 
 Family = Literal["gemma", "llama", "gpt2"]
 WriteFn = Callable[[Tensor], "Tensor | None"]
@@ -318,7 +318,7 @@ def _site_key(site: "Site") -> tuple:
 def read_site(model: "Model", site_or_module: "Site | nn.Module", keep_grad: bool = False) -> Iterator[Capture]:
     """Record the activation of one site (all positions, ``[batch, seq, d_model]``) at every forward pass
     run inside the block, on any backend. ``site.position`` is ignored here (positions are per sequence; see
-    :func:`mechinterp.sites.collect`). An ``nn.Module`` records that module's output (first element of a
+    :func:`mechinterp.locate.sites.collect`). An ``nn.Module`` records that module's output (first element of a
     tuple). ``keep_grad`` keeps the autograd graph (for attribution)."""
     if isinstance(site_or_module, nn.Module):
         cap = Capture(site_or_module, keep_grad=keep_grad)

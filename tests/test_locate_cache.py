@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from mechinterp.cache import ActivationCache, CacheConfig, build_cache, cache_key, parse_cache_sites
+from mechinterp.locate.cache import ActivationCache, CacheConfig, build_cache, cache_key, parse_cache_sites
 from mechinterp.errors import CacheError
-from mechinterp.sites import RegionPos, Site, collect
+from mechinterp.locate.sites import RegionPos, Site, collect
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 

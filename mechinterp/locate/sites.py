@@ -27,9 +27,9 @@ region of a stimulus condition, by number, region name or role -- ``ambiguous``,
 ``last``, ``first``, ``all``, or the ``mean`` over them). Token positions come from
 :mod:`mechinterp.tokenization`, the one place positions are resolved.
 
-Backends: the same site gives the same tensor read through plain HF hooks (:mod:`mechinterp.hooks`),
+Backends: the same site gives the same tensor read through plain HF hooks (:mod:`mechinterp.locate.hooks`),
 TransformerLens bridge hook points (``blocks.L.hook_resid_pre`` ...) or nnsight module proxies;
-``tests/test_sites.py`` compares all three.
+``tests/test_locate_sites.py`` compares all three.
 
 Site specs (:func:`parse_sites`), entries separated by commas::
 
@@ -314,7 +314,7 @@ def _stop(keys: Iterable[Key]) -> tuple[int, bool]:
 
 
 def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import read_sites, run_until
+    from mechinterp.locate.hooks import read_sites, run_until
 
     sites = [Site(L, c, None, h) for L, c, h in keys]
     last, before = _stop(keys)
@@ -324,7 +324,7 @@ def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict
 
 
 def _read_tl(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import head_contribution
+    from mechinterp.locate.hooks import head_contribution
 
     names = {tl_hook_name(Site(L, c, None, h)) for L, c, h in keys}
     last, _ = _stop(keys)
@@ -351,7 +351,7 @@ _ORDER = {"resid_pre": 0, "head_out": 1, "attn_out": 2, "resid_mid": 3, "mlp_out
 
 
 def _read_nnsight(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import head_contribution, layout_of
+    from mechinterp.locate.hooks import head_contribution, layout_of
 
     lay = layout_of(model)
     lm = model.nnsight
