@@ -118,7 +118,7 @@ def test_leace_on_planted_concept():
 
 def _resid(model, suite, site, intervention=None):
     """resid_pre of the next layer (= the edited resid_post) for every token of every condition."""
-    from mechinterp.locate.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
 
     seqs = [tokenize_condition(model, c) for it in suite.items for c in it.conditions]
     nxt = Site(site.layer + 1, "resid_pre") if site.layer + 1 < model.n_layers else None

@@ -93,7 +93,7 @@ def test_sae_edit_in_a_forward_pass(tiny_model, sae):
 def test_sae_edit_on_smollm2(smollm2, tmp_path):
     """Real model, random SAE at layer 10: the edit changes the residual stream by exactly the edited features'
     decoder contribution (error term kept) at the scoped positions, and nothing elsewhere."""
-    from mechinterp.locate.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
     from mechinterp.interventions.base import apply_interventions
     from mechinterp.tokenization import tokenize_condition
 

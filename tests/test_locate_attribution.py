@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
+from mechinterp.locate.patching import (
+    Patch,
+    PatchConfig,
+    pair_context,
+    parse_sweep,
+    patch_suite,
+    run_patches,
+)
 from mechinterp.locate.patching.attribution import correlation
-from mechinterp.locate.patching import Patch, PatchConfig, pair_context, parse_sweep, patch_suite, run_patches
 from mechinterp.locate.sites import Site, TokenPos
 from mechinterp.stimuli import load_suite
 

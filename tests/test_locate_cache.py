@@ -7,9 +7,16 @@ import json
 import pytest
 import torch
 
-from mechinterp.locate.cache import ActivationCache, CacheConfig, build_cache, cache_key, parse_cache_sites
 from mechinterp.errors import CacheError
-from mechinterp.locate.sites import RegionPos, Site, collect
+from mechinterp.locate.activations import collect
+from mechinterp.locate.cache import (
+    ActivationCache,
+    CacheConfig,
+    build_cache,
+    cache_key,
+    parse_cache_sites,
+)
+from mechinterp.locate.sites import RegionPos, Site
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mechinterp.forward import logits, pad_batch
+from mechinterp.locate.activations import collect
 from mechinterp.locate.hooks import (
     at_positions,
     block_part,
@@ -15,7 +16,7 @@ from mechinterp.locate.hooks import (
     run_until,
     write_site,
 )
-from mechinterp.locate.sites import Site, TokenPos, collect
+from mechinterp.locate.sites import Site, TokenPos
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 

@@ -76,7 +76,7 @@ def probe_curve(model: "Model", probes: Sequence[Any], suite: "Suite", item: "It
     """P(preferred reading) from each probe (a :class:`~mechinterp.probes.ProbeArtifact`) at its site in every
     condition of ``item``: one row per probe x condition (columns construction, layer, component, seed,
     condition, ambiguous, p_preferred, preferred_reading, other_reading)."""
-    from mechinterp.locate.sites import collect
+    from mechinterp.locate.activations import collect
 
     if not probes:
         raise ConfigError("no probes to apply")
@@ -150,7 +150,8 @@ def sae_item_activations(model: "Model", sae: Any, suite: "Suite", item: "Item",
     """Encode the item's activations at the SAE's site (BOS left out) and keep the ``n_features`` features
     that differ most between the conditions at the last token of the ambiguous region (or, with one
     condition or no ambiguous region, the most active ones there / anywhere)."""
-    from mechinterp.locate.sites import Site, collect_rows
+    from mechinterp.locate.activations import collect_rows
+    from mechinterp.locate.sites import Site
 
     if n_features < 1:
         raise ConfigError(f"n_features must be >= 1, got {n_features}")

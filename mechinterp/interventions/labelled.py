@@ -76,7 +76,7 @@ def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence
                       batch_size: int = 16) -> Labelled:
     """Activations at ``sites`` (their positions are ignored) of the tokens ``where`` selects in every
     condition of ``suites``, labelled by condition."""
-    from mechinterp.locate.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
     from mechinterp.tokenization import tokenize_condition
 
     if label != "condition":

@@ -38,11 +38,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.locate.sites import RegionPos, Site, collect_rows, parse_sites, region_of_token
+from mechinterp.locate.activations import collect_rows
+from mechinterp.locate.sites import RegionPos, Site, parse_sites, region_of_token
 from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
-    from mechinterp.models import Backend, Model
+    from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
 
 FORMAT = "mechinterp-activation-cache/1"

@@ -64,7 +64,8 @@ def collect_training(
     batch_size: int = 32,
 ) -> dict[tuple[int, str, str], np.ndarray]:
     """``{(layer, component, position): float64 array [n_sentences, d_model]}`` for a training set."""
-    from mechinterp.locate.sites import Site, collect
+    from mechinterp.locate.activations import collect
+    from mechinterp.locate.sites import Site
 
     keys = [(L, c, p) for L in layers for c in components for p in positions]
     sites = {k: Site(k[0], k[1], position(k[2], which)) for k in keys}  # type: ignore[arg-type]
@@ -101,7 +102,8 @@ def collect_stimuli(
     """Rows (one per item x condition of ``construction`` in ``suite``) and activations at the suite's
     ambiguous region in each: ``{(layer, component): array [n_rows, d_model]}``."""
     from mechinterp.probes.labels import canonical
-    from mechinterp.locate.sites import RegionPos, Site, collect
+    from mechinterp.locate.activations import collect
+    from mechinterp.locate.sites import RegionPos, Site
     from mechinterp.tokenization import tokenize_condition
 
     amb = suite.ambiguity

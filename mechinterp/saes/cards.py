@@ -141,7 +141,7 @@ class StimulusScan:
 
 def stimulus_activations(model: Any, sae: LoadedSAE, suites: Sequence[Suite], batch_size: int = 16) -> StimulusScan:
     """Scan every condition of every item of ``suites`` (one forward pass per batch, stopped at the site)."""
-    from mechinterp.locate.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
 
     seqs: list[TokenizedText] = []
     meta: list[dict[str, Any]] = []
@@ -184,7 +184,7 @@ def _stimulus_contexts(model: Any, stim: StimulusScan, feature: int, n_top: int)
 
 def sentence_activations(model: Any, sae: LoadedSAE, text: str, feature: int) -> tuple[list[str], list[float]]:
     """The feature's activation at each token of ``text`` (BOS left out)."""
-    from mechinterp.locate.sites import collect_tokens
+    from mechinterp.locate.activations import collect_tokens
     from mechinterp.tokenization import tokenize_text
 
     seq = tokenize_text(model.tokenizer, model.bos_token_id, text)

@@ -28,7 +28,8 @@ import torch
 from scipy import stats
 
 from mechinterp.locate.hooks import base_model, write_site
-from mechinterp.locate.patching.exact import PairContext, PatchConfig, _roles, _row, metric_from_hidden
+from mechinterp.locate.patching.metrics import metric_from_hidden
+from mechinterp.locate.patching.plan import PairContext, PatchConfig, result_row, roles
 from mechinterp.locate.sites import Site
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def attribution_rows(model: "Model", suite: "Suite", ctx: PairContext, config: P
     if not ctx.planned:
         return rows
     for direction in config.directions:
-        base, source = _roles(direction)
+        base, source = roles(direction)
         spec = ctx.specs[base]
         value, grads = gradients(model, list(ctx.pair.version(base).input_ids), [p.site for p in ctx.planned], spec)
         b_acts, s_acts = ctx.acts.of(base), ctx.acts.of(source)
@@ -75,7 +76,7 @@ def attribution_rows(model: "Model", suite: "Suite", ctx: PairContext, config: P
                 diff = s_acts[key][0, spos] - b_acts[key][0, bpos]
                 g = grads[_grad_site(p.site)][bpos]
                 est = value + float((diff * g).sum())
-            rows.append(_row(suite, model, ctx, p, direction, "attribution", est, config))
+            rows.append(result_row(suite, model, ctx, p, direction, "attribution", est, config))
     return rows
 
 
