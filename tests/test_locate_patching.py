@@ -134,7 +134,7 @@ def test_logprob_diff_metric_from_full_logits(tiny_model, mvrr):
 
 def test_normalisation(tiny_model, npz):
     """0 = corrupt run, 1 = clean run, in both directions. Patching the final residual stream at the token
-    that predicts a one-token disambiguator restores the clean value exactly (SCIENCE.md: trivially complete
+    that predicts a one-token disambiguator restores the clean value exactly (docs/science.md: trivially complete
     late); a position after the disambiguator cannot matter."""
     last = tiny_model.n_layers - 1
     sites = [Site(last, "resid_post", RegionPos("np")), Site(0, "resid_pre", TokenPos(-1))]

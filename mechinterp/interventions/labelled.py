@@ -2,7 +2,7 @@
 
 A first source is a stimulus suite: every token that a scope selects (e.g. the two words before the
 disambiguating word) in each condition, labelled by its condition (``ambiguous`` / ``unambiguous``). Mind
-SCIENCE.md: in a minimal pair this label is carried by the cue as much as by a reading. Fit on a suite other
+docs/science.md: in a minimal pair this label is carried by the cue as much as by a reading. Fit on a suite other
 than the one evaluated (the built-in suites share no verbs or nouns with the SAP items) so that the
 intervention is not tuned to the test items. Any other labelled data (for instance the varied unambiguous
 sentences of the probes package) can be wrapped in :class:`Labelled` directly.
@@ -116,7 +116,7 @@ def reading_activations(model: "Model", suite: "Suite", sites: Sequence["Site"],
     each construction of ``suite``, labelled ``preferred`` / ``dispreferred`` by the reading the sentence's
     structure fixes (see ``mechinterp/probes/README.md``).
 
-    Unlike :func:`suite_activations`, the label is not carried by a cue before the probed word (SCIENCE.md):
+    Unlike :func:`suite_activations`, the label is not carried by a cue before the probed word (docs/science.md):
     both readings use every cue word, and a sentence that shares a content word with ``suite`` is dropped,
     so the intervention is never fit on the test items' words. Constructions are pooled, so one eraser or
     direction serves a suite of several constructions (class 1 of each is the reading people prefer)."""

@@ -16,7 +16,7 @@ Common keys of the fitted kinds: ``fit`` (suites whose labelled activations fit 
 ``/``; default: the built-in suites of the evaluated suite's constructions, which share no lexical items with
 the SAP items, labelled ``ambiguous`` / ``unambiguous``; or ``readings``: the probes package's generated
 unambiguous sentences for those constructions, at the probed word, labelled ``preferred`` / ``dispreferred``
-by the reading their structure fixes -- no cue confound, see SCIENCE.md), ``where`` (``pre_disambiguator`` |
+by the reading their structure fixes -- no cue confound, see docs/science.md), ``where`` (``pre_disambiguator`` |
 ``ambiguous_region`` | ``prefix``), ``n_words`` (for ``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
 conditions of the evaluated suite), ``component`` (default ``resid_post``).
 """

@@ -12,7 +12,7 @@ position (features active in at least ``min_active_items`` items in either condi
 * ``ambiguous_first``: the first token of the ambiguous region when it has several (npz/nps: the
   determiner, after the cue but before the noun that carries the ambiguity).
 * ``pre_ambiguous``: the token just before the ambiguous region -- in the unambiguous condition the cue
-  itself (comma, *that*, *was*, the inserted noun). This is the **lexical baseline** (SCIENCE.md): the
+  itself (comma, *that*, *was*, the inserted noun). This is the **lexical baseline** (docs/science.md): the
   conditions differ there only by the cue, so a feature that already differs there detects the cue or its
   context, not a reading. A feature is called a ``reading`` candidate if it passes BH at ``ambiguous`` and
   does *not* differ in the same direction at ``pre_ambiguous`` (uncorrected p >= alpha, a conservative

@@ -1,7 +1,7 @@
 """SAE features of each reading, found where the reading is fixed by structure, then read on the stimuli.
 
 :mod:`mechinterp.saes.features` contrasts the two conditions of each minimal pair. Its cue sits before the
-ambiguous word, which is why it needs a lexical baseline (SCIENCE.md). This module asks the question the
+ambiguous word, which is why it needs a lexical baseline (docs/science.md). This module asks the question the
 probes ask, with features instead of directions:
 
 1. **Which features carry each reading.** The probes package's generated *unambiguous* sentences (reading
