@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import write_json_atomic
 
 FeatureSet = Literal["auto", "length_frequency", "length_position"]
 SURPRISAL_TERMS = ("surprisal", "surprisal_prev1", "surprisal_prev2")
@@ -169,12 +170,7 @@ class LinkingFit:
         return json.loads(json.dumps(asdict(self), default=str))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        tmp.replace(path)
-        return path
+        return write_json_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "LinkingFit":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
@@ -41,6 +40,7 @@ from mechinterp.errors import CacheError, ConfigError
 from mechinterp.locate.activations import collect_rows
 from mechinterp.locate.sites import RegionPos, Site, parse_sites, region_of_token
 from mechinterp.tokenization import tokenize_condition
+from mechinterp.io import atomic_path, is_temporary, sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -84,18 +84,8 @@ def cache_key(model: "Model", suite: "Suite", sites: Sequence[Site], config: Cac
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")))
-    tmp.replace(path)
+    write_json_atomic(path, obj, separators=(",", ":"))
 
 
 def _pos_key(site: Site) -> str:
@@ -177,7 +167,7 @@ class ActivationCache:
         """Check every shard's sha256 against the manifest (reads all the data)."""
         for sh in self.manifest["shards"]:
             path = self._check_shard(sh)
-            if _sha256(path) != sh["sha256"]:
+            if sha256_file(path) != sh["sha256"]:
                 raise CacheError(
                     f"cache shard {path} is corrupt (sha256 mismatch). Fix: delete {path} and run the same "
                     "`mechinterp cache` command again; only that shard is rebuilt."
@@ -299,7 +289,8 @@ def build_cache(
         }
         _write_json(mpath, manifest)
     for leftover in root.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+        if is_temporary(leftover):
+            leftover.unlink(missing_ok=True)
     reader = ActivationCache(root, manifest)
     done = {}
     for sh in manifest["shards"]:
@@ -332,13 +323,10 @@ def build_cache(
             }
         tensors = {n: got.tensors[s].to(dtype).contiguous() for n, s in zip(names, sites)}
         file = f"shard-{index:05d}.safetensors"
-        tmp = root / f".{file}.{os.getpid()}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(root / file)
+        with atomic_path(root / file, fsync=True) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
         manifest["shards"].append({
-            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": _sha256(root / file),
+            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha256_file(root / file),
             "rows": {n: int(got.tensors[s].shape[0]) for n, s in zip(names, sites)}, "meta": meta,
         })
         manifest["shards"].sort(key=lambda sh: sh["index"])

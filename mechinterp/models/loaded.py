@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from mechinterp.errors import WeightsError
+from mechinterp.io import sha256_file
 from mechinterp.models import convert
 from mechinterp.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from mechinterp.paths import cache_dir, models_dir
@@ -145,7 +146,7 @@ def _hf_dir_hash(path: Path) -> str:
 
         h = hashlib.sha256()
         for f in files:
-            h.update(convert.sha256_file(f).encode())
+            h.update(sha256_file(f).encode())
         known[k] = h.hexdigest()
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps(known))

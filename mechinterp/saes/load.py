@@ -7,7 +7,6 @@ here also carry ``training.json`` (provenance, training statistics) and ``qualit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ import torch
 from jaxtyping import Float
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class LoadedSAE:
         """Provenance record: where the SAE is, a hash of its weights, its shape and site."""
         digest = None
         if self.path is not None and (self.path / "sae_weights.safetensors").exists():
-            digest = hashlib.sha256((self.path / "sae_weights.safetensors").read_bytes()).hexdigest()
+            digest = sha256_file(self.path / "sae_weights.safetensors")
         return {"path": str(self.path) if self.path else None, "weights_sha256": digest,
                 "architecture": self.sae.cfg.architecture(), "d_in": self.d_in, "d_sae": self.d_sae,
                 "layer": self.layer, "component": self.component, "model_name": self.model_name}

@@ -26,6 +26,7 @@ from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,7 @@ def save_sae(sae: Any, out: str | Path, training: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sae.save_model(out)
-    tmp = out / (TRAINING_FILE + ".tmp")
-    tmp.write_text(json.dumps(training, indent=2, default=str))
-    tmp.replace(out / TRAINING_FILE)
+    write_json_atomic(out / TRAINING_FILE, training)
     return out
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mechinterp.errors import SuiteError
 from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite
 from mechinterp.stimuli.validate import validate_suite
+from mechinterp.io import write_json_atomic
 
 
 def _require(d: dict, key: str, where: str) -> Any:
@@ -133,8 +134,4 @@ def suite_to_dict(suite: Suite) -> dict[str, Any]:
 
 
 def write_syntaxgym(suite: Suite, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(suite_to_dict(suite), indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, suite_to_dict(suite))

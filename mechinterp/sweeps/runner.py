@@ -20,6 +20,7 @@ from mechinterp.sweeps.executors import Executor, make_executor
 from mechinterp.sweeps.jobs import JobSpec, expand, job_summary
 from mechinterp.sweeps.store import TABLES, ResultsStore
 from mechinterp.tables import write_table
+from mechinterp.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ def store_path(cfg: SweepConfig, override: str | Path | None = None) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, obj)
 
 
 def run_sweep(
@@ -76,8 +75,8 @@ def run_sweep(
     removed = st.prepare()
     if removed:
         log.warning("removed %d half-written entries left by an interrupted run: %s", len(removed), ", ".join(removed))
-    shutil.copyfile(path, st.root / ".sweep.toml.tmp")
-    os.replace(st.root / ".sweep.toml.tmp", st.root / "sweep.toml")
+    with atomic_path(st.root / "sweep.toml") as tmp:
+        shutil.copyfile(path, tmp)
     _write_json(st.root / "sweep.json", {"sweep_file": str(path.resolve()), "config": cfg.model_dump(mode="json"),
                                          **job_summary(jobs)})
 
