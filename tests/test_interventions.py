@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_no_hooks
+from conftest import assert_no_hooks, hook_snapshot
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import AllPositions, TokenTable, apply_interventions, positions_of
 from mechinterp.interventions.clamp import fit_clamp
@@ -23,20 +23,10 @@ from mechinterp.tokenization import tokenize_condition
 BACKENDS = ("hf", "transformer_lens", "nnsight")
 
 
-def hook_snapshot(model) -> set:
-    """Every hook on model.hf (the TransformerLens bridge keeps persistent hooks of its own once it has run,
-    so tests compare snapshots around our context managers)."""
-    out = set()
-    for name, mod in model.hf.named_modules():
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            out |= {(name, kind, k) for k in getattr(mod, kind)}
-    return out
-
-
 @pytest.fixture(scope="module")
 def npz6():
     s = load_suite("npz")
-    return s.model_copy(update={"items": s.items[:6]})
+    return s.head(6)
 
 
 @pytest.fixture(scope="module")
@@ -364,8 +354,8 @@ def test_erasure_and_clamp_on_smollm2(smollm2):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_score
 
-    fit_s = [load_suite(n).model_copy(update={"items": load_suite(n).items[:10]}) for n in ("npz", "nps")]
-    test_s = load_suite("mvrr").model_copy(update={"items": load_suite("mvrr").items[:8]})
+    fit_s = [load_suite(n).head(10) for n in ("npz", "nps")]
+    test_s = load_suite("mvrr").head(8)
     site = Site(12, "resid_post")
     data = suite_activations(smollm2, fit_s, [site])
     er = fit_erasure(data, [site], TokenTable.from_suites(smollm2, [test_s]))

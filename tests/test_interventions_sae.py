@@ -77,7 +77,7 @@ def test_selection_finds_planted_features(sae):
 
 def test_sae_edit_in_a_forward_pass(tiny_model, sae):
     s = load_suite("nps")
-    s = s.model_copy(update={"items": s.items[:4]})
+    s = s.head(4)
     data = suite_activations(tiny_model, [s], [sae.site])
     edit = fit_sae_edit(sae, data, "ambiguous", TokenTable.from_suites(tiny_model, [s], conditions="ambiguous"),
                         n_features=4)
@@ -98,7 +98,7 @@ def test_sae_edit_on_smollm2(smollm2, tmp_path):
     from mechinterp.tokenization import tokenize_condition
 
     sae = random_sae(tmp_path / "s", smollm2.d_model, d_sae=256, layer=10)
-    s = load_suite("npz").model_copy(update={"items": load_suite("npz").items[:3]})
+    s = load_suite("npz").head(3)
     data = suite_activations(smollm2, [s], [sae.site])
     edit = fit_sae_edit(sae, data, "ambiguous", TokenTable.from_suites(smollm2, [s]), n_features=4)
     seqs = [tokenize_condition(smollm2, c) for it in s.items for c in it.conditions]

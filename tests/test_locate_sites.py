@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mechinterp.errors import ConfigError, RegionError
 from mechinterp.locate.sites import (
@@ -16,15 +15,7 @@ from mechinterp.locate.sites import (
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for this module: on the shared 2-core machine, two spinning threads per process
-    made these small forward passes ~5x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

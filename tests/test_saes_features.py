@@ -17,7 +17,7 @@ from mechinterp.stimuli import load_suite
 
 def _small(name: str, n: int):
     suite = load_suite(name)
-    return suite.model_copy(update={"items": suite.items[:n]})
+    return suite.head(n)
 
 
 @pytest.fixture(scope="module")

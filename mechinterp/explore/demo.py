@@ -79,7 +79,7 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
     from mechinterp.saes.corpus import template_corpus
     from mechinterp.saes.train import TrainConfig, train_sae
-    from mechinterp.stimuli import Suite, load_suite
+    from mechinterp.stimuli import load_suite
     from mechinterp.surprisal import suite_surprisal
     from mechinterp.sweeps import run_sweep
     from mechinterp.tables import write_table
@@ -97,8 +97,7 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     full = load_suite(settings.suite)
     if settings.n_items < 1:
         raise ConfigError(f"n_items must be at least 1, got {settings.n_items}")
-    suite = Suite(name=full.name, meta=full.meta, region_meta=full.region_meta, predictions=full.predictions,
-                  items=full.items[: settings.n_items], ambiguity=full.ambiguity, source=full.source)
+    suite = full.head(settings.n_items)
     cfg = {"n_items": settings.n_items, "seed": settings.seed}
 
     log.info("demo: surprisal and effects")

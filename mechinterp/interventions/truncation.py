@@ -26,6 +26,8 @@ import torch
 from mechinterp.errors import ConfigError
 from mechinterp.forward import pad_batch
 from mechinterp.progress import progress
+from mechinterp.surprisal import sentence_word_table, suite_sequences, suite_word_table
+from mechinterp.tokenization import tokenize_text
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -114,40 +116,12 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
 def truncated_suite_surprisal(model: "Model", suite: "Suite", k: int, config: "SurprisalConfig | None" = None,
                               batch_size: int = 64) -> pd.DataFrame:
     """:func:`mechinterp.surprisal.suite_surprisal` with each word's context cut to ``k`` tokens."""
-    from mechinterp.surprisal import WORD_COLUMNS
-    from mechinterp.tokenization import tokenize_condition
-
-    keys, tts = [], []
-    for it in suite.items:
-        for c in it.conditions:
-            keys.append((it, c))
-            tts.append(tokenize_condition(model, c))
-    scores = truncated_word_scores(model, tts, k, config, batch_size)
-    rows = []
-    for (it, c), tt, (surp, ent) in zip(keys, tts, scores):
-        for w, word in enumerate(tt.words):
-            a, b = tt.word_spans[w]
-            reg = tt.word_regions[w]
-            rows.append({
-                "suite": suite.name, "construction": suite.construction_of(it), "item": it.number,
-                "condition": c.name, "ambiguous": c.ambiguous, "region": reg,
-                "region_name": suite.region_meta.get(reg, str(reg)), "word_index": w, "word": word,
-                "n_tokens": b - a, "surprisal_bits": surp[w], "entropy_bits": ent[w],
-            })
-    return pd.DataFrame(rows, columns=WORD_COLUMNS)
+    keys, tts = suite_sequences(model, suite)
+    return suite_word_table(suite, keys, tts, truncated_word_scores(model, tts, k, config, batch_size))
 
 
 def truncated_sentence_surprisal(model: "Model", texts: Sequence[str], k: int,
                                  config: "SurprisalConfig | None" = None, batch_size: int = 64) -> pd.DataFrame:
     """:func:`mechinterp.surprisal.sentence_surprisal` with each word's context cut to ``k`` tokens."""
-    from mechinterp.tokenization import tokenize_text
-
     tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
-    scores = truncated_word_scores(model, tts, k, config, batch_size)
-    rows = []
-    for s, (tt, (surp, ent)) in enumerate(zip(tts, scores)):
-        for w, word in enumerate(tt.words):
-            a, b = tt.word_spans[w]
-            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
-                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
-    return pd.DataFrame(rows)
+    return sentence_word_table(tts, truncated_word_scores(model, tts, k, config, batch_size))

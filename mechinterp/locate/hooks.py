@@ -387,10 +387,21 @@ def run_until(model: "Model", layer: int | None, before: bool = False, **inputs:
             return None
 
 
-def hooks_on(model: "Model") -> list[str]:
-    """Names of ``model.hf`` modules that carry a forward/backward hook (for tests and debugging)."""
-    out = []
+#: Modules whose hooks belong to the libraries, not to the workbench: transformers installs inert, permanent
+#: output-capturing hooks the first time hidden states or attentions are requested
+#: (``transformers.utils.output_capturing``), and TransformerLens's bridge wires permanent capture hooks onto
+#: the modules it wraps (``BlockBridge._maybe_wire_capture_hooks``).
+LIBRARY_HOOK_MODULES = ("transformers.", "transformer_lens.")
+
+
+def hooks_on(model: "Model", include_library: bool = False) -> set[tuple[str, str, int]]:
+    """Every forward / forward-pre / backward hook on the modules of ``model.hf``, as (module name, kind, hook
+    id), leaving out the libraries' own permanent hooks unless ``include_library``. Used to check that the
+    context managers of this package leave nothing behind."""
+    out = set()
     for name, mod in model.hf.named_modules():
-        if mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks:
-            out.append(name)
+        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            for key, fn in getattr(mod, kind).items():
+                if include_library or not getattr(fn, "__module__", "").startswith(LIBRARY_HOOK_MODULES):
+                    out.add((name, kind, key))
     return out

@@ -101,9 +101,8 @@ def align_tokens(a: TokenizedText, b: TokenizedText) -> dict[int, int]:
 def make_pair(model: "Model", suite: "Suite", item: "Item") -> Pair:
     if suite.ambiguity is None:
         raise ConfigError(f"suite {suite.name!r} has no ambiguity annotation: patching needs its two conditions")
-    amb = suite.ambiguity
-    corrupt = tokenize_condition(model, item.condition(amb.ambiguous_condition))
-    clean = tokenize_condition(model, item.condition(amb.unambiguous_condition))
+    ambiguous, unambiguous = suite.pair(item)
+    corrupt, clean = tokenize_condition(model, ambiguous), tokenize_condition(model, unambiguous)
     return Pair(item, suite.construction_of(item), clean, corrupt, align_tokens(corrupt, clean))
 
 
