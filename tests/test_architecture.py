@@ -148,6 +148,7 @@ print("FAILED:" + ",".join(failed))
 """
 
 
+@pytest.mark.slow  # one fork per module: a few minutes
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_every_module_imports_alone():
     """Each module imports on its own (no reliance on another module having been imported first)."""
@@ -205,3 +206,25 @@ def test_markdown_references_exist():
                 if not candidates & names:
                     bad.append(f"{f.relative_to(ROOT)}:{n}: {ref}")
     assert not bad, "references to Markdown files that are not in the tree:\n" + "\n".join(bad)
+
+
+# heavy optional dependencies a function may import lazily (most uses of the module never need them)
+LAZY_OK = {"sae_lens", "ray", "streamlit", "spacy", "transformer_lens", "nnsight"}
+
+
+def test_function_local_imports_only_for_heavy_optional_dependencies():
+    bad = []
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            tries = {id(n) for t in ast.walk(fn) if isinstance(t, ast.Try) for n in ast.walk(t)}
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in tries:  # try: availability checks
+                    names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                    if any(n.split(".")[0] not in LAZY_OK for n in names):
+                        bad.append(f"{mod}:{node.lineno}: {ast.unparse(node)}")
+    allowed = {"mechinterp.explore.ui"}  # Streamlit-cached wrappers that shadow the computed function's name
+    bad = [b for b in bad if b.split(":")[0] not in allowed]
+    assert not bad, "function-local imports (hoist them to module level):\n" + "\n".join(bad)

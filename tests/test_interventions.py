@@ -275,6 +275,7 @@ def test_build_from_spec(tiny_model, npz6):
 
 def test_build_all_shares_activations(tiny_model, npz6, monkeypatch):
     import mechinterp.interventions.labelled as labelled
+    import mechinterp.interventions.spec as spec_module
     from mechinterp.interventions.spec import build_all
 
     calls = []
@@ -284,7 +285,7 @@ def test_build_all_shares_activations(tiny_model, npz6, monkeypatch):
         calls.append(a[2])
         return real(*a, **k)
 
-    monkeypatch.setattr(labelled, "suite_activations", counting)
+    monkeypatch.setattr(spec_module, "suite_activations", counting)  # the name build_all calls
     specs = [parse_spec("a=leace:layers=0,fit=npz"), parse_spec("b=clamp:layer=1,fit=npz"),
              parse_spec("c=clamp:layer=1,fit=npz,shift=1")]
     built = build_all(tiny_model, specs, npz6)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import safetensors
 import torch
 
+import mechinterp.locate.cache as cache_module
 from mechinterp.errors import CacheError
 from mechinterp.locate.activations import collect
 from mechinterp.locate.cache import (
@@ -112,8 +114,6 @@ def test_resume_after_interruption(tiny_model, small_suite, tmp_path):
 
 
 def test_lazy_loading(tiny_model, small_suite, tmp_path, monkeypatch):
-    import safetensors
-
     built, _ = _build(tiny_model, small_suite, tmp_path)
     opened, read = [], []
     real = safetensors.safe_open
@@ -134,7 +134,7 @@ def test_lazy_loading(tiny_model, small_suite, tmp_path, monkeypatch):
             read.append(name)
             return self.f.get_tensor(name)
 
-    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    monkeypatch.setattr(cache_module, "safe_open", Spy)  # the name the cache reads shards with
     cache = ActivationCache.open(built.root)
     assert not opened  # opening reads the manifest only
     site = cache.sites[0]

@@ -6,6 +6,8 @@ import argparse
 import json
 
 from mechinterp.cli import common
+from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
+from mechinterp.progress import progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
-    from mechinterp.progress import progress
-
     suite = common.get_suite(args.suite)
     model = common.get_model(args)
     sites = parse_cache_sites(args.sites, model, suite)

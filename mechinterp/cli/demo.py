@@ -8,6 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from mechinterp.cli import common
+from mechinterp.effects import garden_path_effects, summarise_effects
+from mechinterp.reports.effects import (
+    effects_figure,
+    item_effects_figure,
+    word_surprisal_figure,
+)
+from mechinterp.reports.html import write_report
+from mechinterp.stimuli import builtin_suites
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.effects import garden_path_effects, summarise_effects
-    from mechinterp.reports.effects import effects_figure, item_effects_figure, word_surprisal_figure
-    from mechinterp.reports.html import write_report
-    from mechinterp.stimuli import builtin_suites
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
     out = Path(args.out)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     model = common.get_model(args)

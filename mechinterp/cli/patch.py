@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from mechinterp.cli import common
+from mechinterp.errors import ConfigError
+from mechinterp.locate.figures import write_patching_report
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.locate.patching.attribution import correlation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,12 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mechinterp.locate.patching.attribution import correlation
-    from mechinterp.errors import ConfigError
-    from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
-
     out = common.out_path(args)
     if args.report and not args.report.endswith((".html", ".htm")):
         raise ConfigError(f"--report {args.report}: use an .html file name")
@@ -70,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
     prov = common.provenance("patch", args, model, suites, **extra)
     common.write(df, out, prov)
     if args.report:
-        from mechinterp.locate.figures import write_patching_report
-
         write_patching_report(df, args.report, prov.to_json(), min_gap=args.min_gap,
                               title=f"Activation patching: {model.spec.display_name}, {', '.join(s.name for s in suites)}")
         print(f"wrote report {args.report}")

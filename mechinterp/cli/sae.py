@@ -12,7 +12,22 @@ from __future__ import annotations
 import argparse
 import logging
 
+import pandas as pd
+from pydantic import ValidationError
+
 from mechinterp.cli import common
+from mechinterp.errors import ConfigError
+from mechinterp.locate.sites import WHOLE_COMPONENTS
+from mechinterp.reports.html import write_report
+from mechinterp.saes.cards import CardConfig, build_card, stimulus_activations
+from mechinterp.saes.corpus import load_corpus, prepare_corpus
+from mechinterp.saes.features import FeatureConfig, suite_features
+from mechinterp.saes.figures import card_blocks, features_blocks, quality_blocks
+from mechinterp.saes.load import load_sae
+from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
+from mechinterp.saes.train import TrainConfig, train_sae
+from mechinterp.stimuli import builtin_suites
+from mechinterp.tables import check_out_path
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model(t)
     t.add_argument("--layer", type=int, required=True, help="block index")
     t.add_argument("--component", default="resid_post",
-                   choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"])
+                   choices=list(WHOLE_COMPONENTS))
     t.add_argument("--n-tokens", type=int, default=200_000, help="training activations to cache (default 200000)")
     t.add_argument("--n-holdout-tokens", type=int, default=20_000, help="held-out activations (default 20000)")
     t.add_argument("--width", type=int, default=2048, help="number of latents (default 2048)")
@@ -93,8 +108,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    from mechinterp.saes.corpus import load_corpus, prepare_corpus
-
     path = prepare_corpus(args.sources, force=args.force, deb_dir=args.deb_dir)
     corpus = load_corpus(args.sources, fetch=False)
     info = corpus.identity()
@@ -105,12 +118,6 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from mechinterp.errors import ConfigError
-    from mechinterp.saes.corpus import load_corpus
-    from mechinterp.saes.train import TrainConfig, train_sae
-
     try:
         cfg = TrainConfig(layer=args.layer, component=args.component, n_tokens=args.n_tokens,
                           n_holdout_tokens=args.n_holdout_tokens, d_sae=args.width, k=args.k, steps=args.steps,
@@ -123,8 +130,6 @@ def run_train(args: argparse.Namespace) -> int:
     model = common.get_model(args)
     res = train_sae(model, corpus, cfg, args.out, n_ce_docs=args.n_ce_docs)
     _print_quality(res.quality)
-    from mechinterp.reports.html import write_report
-    from mechinterp.saes.figures import quality_blocks
 
     write_report(res.path / "quality.html", f"SAE quality: {res.quality.get('site')}", quality_blocks(res.quality),
                  provenance=res.sae.training.get("provenance"))
@@ -146,28 +151,18 @@ def _print_quality(q: dict) -> None:
 
 
 def run_quality(args: argparse.Namespace) -> int:
-    from mechinterp.errors import ConfigError
-    from mechinterp.saes.load import load_sae
-
     sae = load_sae(args.sae)
     q = sae.quality()
     if q is None:
         raise ConfigError(f"{args.sae} has no quality.json (SAEs trained with `mechinterp sae train` have one)")
     _print_quality(q)
     if args.report:
-        from mechinterp.reports.html import write_report
-        from mechinterp.saes.figures import quality_blocks
-
         write_report(args.report, f"SAE quality: {q.get('site')}", quality_blocks(q), provenance=sae.training.get("provenance"))
         print(f"wrote {args.report}")
     return 0
 
 
 def run_features(args: argparse.Namespace) -> int:
-    from mechinterp.saes.features import FeatureConfig, suite_features
-    from mechinterp.saes.load import load_sae
-    from mechinterp.stimuli import builtin_suites
-
     out = common.out_path(args)
     sae = load_sae(args.sae, layer=args.layer, component=args.component)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
@@ -185,10 +180,6 @@ def run_features(args: argparse.Namespace) -> int:
             common.write(df, path, prov)
     print(res.summary.to_string(index=False) if len(res.summary) else "no feature passed the tests")
     if not args.no_readings:
-        import pandas as pd
-
-        from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
-
         rcfg = ReadingFeatureConfig(n_permutations=min(args.permutations, 10_000), alpha=args.alpha, seed=args.seed)
         parts = [(s.name, reading_features(model, sae, s, rcfg)) for s in suites if s.ambiguity is not None]
         for name in ("stats", "on_stimuli"):
@@ -200,9 +191,6 @@ def run_features(args: argparse.Namespace) -> int:
             print("\nfeatures of each reading (generated sentences) at the ambiguous word:")
             print(on.drop(columns=["features"]).to_string(index=False))
     if args.report:
-        from mechinterp.reports.html import write_report
-        from mechinterp.saes.figures import features_blocks
-
         write_report(args.report, f"SAE features per reading ({sae.hook_name})", features_blocks(res, cfg),
                      provenance=prov.to_json())
         print(f"wrote {args.report}")
@@ -210,12 +198,6 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from mechinterp.reports.html import write_report
-    from mechinterp.saes.cards import CardConfig, build_card, stimulus_activations
-    from mechinterp.saes.figures import card_blocks
-    from mechinterp.saes.load import load_sae
-    from mechinterp.stimuli import builtin_suites
-
     sae = load_sae(args.sae)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     model = common.get_model(args)
@@ -232,10 +214,6 @@ def run_card(args: argparse.Namespace) -> int:
                  provenance=prov.to_json())
     print(f"wrote {args.report}")
     if args.out:
-        import pandas as pd
-
-        from mechinterp.tables import check_out_path
-
         common.write(pd.concat(tables, ignore_index=True), check_out_path(args.out), prov)
     return 0
 

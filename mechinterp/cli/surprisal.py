@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mechinterp.cli import common
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
     model = common.get_model(args)

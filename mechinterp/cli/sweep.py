@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mechinterp.sweeps.runner import run_sweep
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -21,8 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.sweeps.runner import run_sweep
-
     out = run_sweep(args.file, store=args.store, executor=args.executor, ray_address=args.ray_address,
                     num_cpus=args.num_cpus, dry_run=args.dry_run)
     if args.dry_run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,5 @@ def write_compare_report(cmp: Comparison, path: str | Path, title: str = "Collap
         blocks += [("Side effects", _marked(cmp.side_effects, flagged)), ("", side_effects_figure(cmp))]
     blocks += [("Linking function (Natural Stories)", fit.coefficients()), ("", linking_figure(cmp))]
     if interventions:
-        import json
-
         blocks.append(("Interventions", "<pre>" + html.escape(json.dumps(interventions, indent=2, default=str)) + "</pre>"))
     return write_report(path, title, blocks, provenance)

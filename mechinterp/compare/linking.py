@@ -29,9 +29,11 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from wordfreq import zipf_frequency
 
 from mechinterp.errors import ConfigError
 from mechinterp.io import write_json_atomic
+from mechinterp.surprisal import SurprisalConfig, sentence_surprisal
 
 FeatureSet = Literal["auto", "length_frequency", "length_position"]
 SURPRISAL_TERMS = ("surprisal", "surprisal_prev1", "surprisal_prev2")
@@ -73,8 +75,6 @@ def word_length(word: str) -> int:
 def log_frequency(words: Sequence[str]) -> np.ndarray:
     """Zipf log10 frequency (per billion words) of each word, lower-cased and stripped of punctuation; words
     wordfreq does not know get 0 (its floor)."""
-    from wordfreq import zipf_frequency
-
     cache: dict[str, float] = {}
     out = np.empty(len(words))
     for i, w in enumerate(words):
@@ -234,8 +234,6 @@ def natural_stories_surprisal(model, corpus, config=None, window_words: int = 30
     ``context_words`` words before it (so every word but the first few of a story has at least that much
     context, and sequences stay short enough for any model). Returns the corpus table with ``surprisal_bits``
     and ``n_tokens``."""
-    from mechinterp.surprisal import SurprisalConfig, sentence_surprisal
-
     if window_words < 1 or context_words < 0:
         raise ConfigError(f"window_words must be >= 1 and context_words >= 0 (got {window_words}, {context_words})")
     config = config or SurprisalConfig()

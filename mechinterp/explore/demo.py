@@ -24,7 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mechinterp.compare.humans import (
+    load_natural_stories,
+    noise_ceiling,
+    published_effects,
+)
+from mechinterp.compare.likeness import compare
+from mechinterp.compare.linking import fit_natural_stories
+from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
+from mechinterp.interventions.collapse import run_collapse
+from mechinterp.interventions.spec import build, parse_spec
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.provenance import Provenance
+from mechinterp.saes.corpus import template_corpus
+from mechinterp.saes.train import TrainConfig, train_sae
+from mechinterp.stimuli import load_suite
+from mechinterp.surprisal import suite_surprisal
+from mechinterp.sweeps import run_sweep
+from mechinterp.tables import write_table
 
 log = logging.getLogger(__name__)
 DONE = ".demo-complete.json"
@@ -50,8 +68,6 @@ class DemoSettings:
 
 
 def _prov(command: str, model: Any, suite: Any, config: dict[str, Any]) -> Any:
-    from mechinterp.provenance import Provenance
-
     return Provenance(command=command, config=config, model=model.identity(),
                       suite=suite.identity() if suite is not None else None, seed=config.get("seed"))
 
@@ -73,17 +89,6 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
                naturalstories: str | Path | None = None, force: bool = False) -> Path:
     """Write the demo results for ``model`` under ``root`` (skipped when a complete demo for the same model
     and settings is already there, unless ``force``)."""
-    from mechinterp.effects import garden_path_effects
-    from mechinterp.interventions.collapse import run_collapse
-    from mechinterp.interventions.spec import build, parse_spec
-    from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
-    from mechinterp.saes.corpus import template_corpus
-    from mechinterp.saes.train import TrainConfig, train_sae
-    from mechinterp.stimuli import load_suite
-    from mechinterp.surprisal import suite_surprisal
-    from mechinterp.sweeps import run_sweep
-    from mechinterp.tables import write_table
-
     root = Path(root)
     stamp = {"model": model.weights_sha256, "settings": repr(settings), "naturalstories": str(naturalstories)}
     done = root / DONE
@@ -135,10 +140,6 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     write_table(res.side_effects, root / "collapse.side_effects.parquet", prov)
 
     if naturalstories is not None and Path(naturalstories).is_dir():
-        from mechinterp.compare.likeness import compare
-        from mechinterp.compare.humans import load_natural_stories, noise_ceiling, published_effects
-        from mechinterp.compare.linking import fit_natural_stories
-
         log.info("demo: linking fit and comparison")
         corpus = load_natural_stories(naturalstories).subset(list(settings.ns_stories), settings.ns_words_per_story)
         fit, _ = fit_natural_stories(model, corpus, features="length_position", window_words=60, context_words=20)

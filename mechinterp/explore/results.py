@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mechinterp.errors import ConfigError
 
@@ -126,7 +127,6 @@ def table_columns(path: Path) -> list[str]:
     """Column names of a CSV or Parquet file without reading its rows."""
     if path.suffix.lower() == ".csv":
         return list(pd.read_csv(path, nrows=0).columns)
-    import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
 

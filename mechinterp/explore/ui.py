@@ -26,7 +26,18 @@ import streamlit as st
 
 from mechinterp.errors import ConfigError, MechinterpError
 from mechinterp.explore import inputs
+from mechinterp.explore.compute import (
+    build_intervention,
+    item_patching,
+    item_words,
+    sae_item_activations,
+)
 from mechinterp.explore.results import Catalogue, scan
+from mechinterp.models import load_model
+from mechinterp.models.registry import REGISTRY
+from mechinterp.probes import ProbeArtifact
+from mechinterp.saes.load import load_sae as _load
+from mechinterp.stimuli import builtin_suites, load_suite
 
 log = logging.getLogger("mechinterp.explore")
 
@@ -79,8 +90,6 @@ def guard(what: str = "") -> Iterator[None]:
 @st.cache_resource(show_spinner="Loading the model (the first load of a registry model converts it once) …",
                    max_entries=2)
 def _load_model(name: str) -> Any:
-    from mechinterp.models import load_model
-
     return load_model(name)
 
 
@@ -90,29 +99,21 @@ def model(sel: Selection) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _load_suite(spec: str) -> Any:
-    from mechinterp.stimuli import load_suite
-
     return load_suite(spec)
 
 
 @st.cache_resource(show_spinner="Loading the SAE …", max_entries=4)
 def load_sae(path: str) -> Any:
-    from mechinterp.saes.load import load_sae as _load
-
     return _load(path)
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
 def load_probe(path: str) -> Any:
-    from mechinterp.probes import ProbeArtifact
-
     return ProbeArtifact.load(path)
 
 
 @st.cache_resource(show_spinner="Fitting the intervention (once per model, spec and suite) …", max_entries=8)
 def _build_intervention(model_name: str, spec: str, suite_key: str, _suite: Any) -> Any:
-    from mechinterp.explore.compute import build_intervention
-
     return build_intervention(_load_model(model_name), spec, _suite)
 
 
@@ -138,14 +139,10 @@ def catalogue(sel: Selection, quiet: bool = False) -> Catalogue | None:
 
 # ---- sidebar ----------------------------------------------------------------------------------------------------
 def _registry() -> list[str]:
-    from mechinterp.models.registry import REGISTRY
-
     return list(REGISTRY)
 
 
 def _suite_options() -> list[str]:
-    from mechinterp.stimuli import builtin_suites
-
     return [*builtin_suites(), *SAP_SUITES]
 
 
@@ -300,8 +297,6 @@ def suite_key(sel: Selection) -> str:
 
 @st.cache_data(show_spinner="Scoring the sentences …", max_entries=64)
 def _words(model_name: str, skey: str, item_key: str, spec: str | None, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import item_words
-
     iv = None if spec is None else _build_intervention(model_name, spec, skey, _suite)
     return item_words(_load_model(model_name), _suite, _item, iv)
 
@@ -313,8 +308,6 @@ def words(sel: Selection, spec: str | None = None) -> Any:
 
 @st.cache_data(show_spinner="Patching every site of this item …", max_entries=16)
 def _patching(model_name: str, skey: str, item_key: str, spec: str, metric: str, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import item_patching
-
     return item_patching(_load_model(model_name), _suite, _item, spec, metric)
 
 
@@ -324,8 +317,6 @@ def patching(sel: Selection, spec: str, metric: str) -> Any:
 
 @st.cache_data(show_spinner="Encoding the activations with the SAE …", max_entries=16)
 def _sae_item(model_name: str, sae_path: str, skey: str, item_key: str, n: int, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import sae_item_activations
-
     return sae_item_activations(_load_model(model_name), load_sae(sae_path), _suite, _item, n)
 
 

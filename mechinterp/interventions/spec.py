@@ -31,13 +31,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import Conditions, TokenTable, Where
+from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
 from mechinterp.interventions.compose import Composite, compose
+from mechinterp.interventions.erasure import fit_erasure
+from mechinterp.interventions.labelled import (
+    READINGS_SOURCE,
+    Labelled,
+    reading_activations,
+    suite_activations,
+)
+from mechinterp.interventions.sae_clamp import fit_sae_edit
+from mechinterp.interventions.truncation import Truncation
+from mechinterp.locate.sites import Site, WholeComponent
+from mechinterp.saes.load import load_sae
+from mechinterp.stimuli import load_suite
+from mechinterp.stimuli.library import builtin_suites
 
 if TYPE_CHECKING:
     from mechinterp.models import Backend, Model
     from mechinterp.stimuli.types import Suite
 
-Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
 
 
 class _Spec(BaseModel):
@@ -49,7 +62,7 @@ class _Fitted(_Spec):
     where: Where = "pre_disambiguator"
     n_words: int = Field(default=2, ge=1)
     conditions: Conditions = "all"
-    component: Component = "resid_post"
+    component: WholeComponent = "resid_post"
 
 
 class LeaceSpec(_Fitted):
@@ -159,9 +172,6 @@ def _default_name(p: dict[str, Any]) -> str:
 # ---- building ---------------------------------------------------------------------------------------------
 def default_fit_suites(suite: "Suite") -> list[str]:
     """The built-in suites of ``suite``'s constructions (NP/Z -> npz, NP/S -> nps, MV/RR -> mvrr, LEX -> lexcat)."""
-    from mechinterp.stimuli import load_suite
-    from mechinterp.stimuli.library import builtin_suites
-
     by_cons = {}
     for name in builtin_suites():
         b = load_suite(name)
@@ -183,9 +193,6 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
               cache: dict | None = None):
     """Labelled activations for ``spec`` at ``sites``; ``cache`` (a dict) reuses activations collected for
     other parts with the same fit suites and positions."""
-    from mechinterp.interventions.labelled import READINGS_SOURCE, Labelled, reading_activations, suite_activations
-    from mechinterp.stimuli import load_suite
-
     names, where, n_words = _fit_key(spec, suite)
     readings = names == (READINGS_SOURCE,)
     if READINGS_SOURCE in names and not readings:
@@ -212,23 +219,16 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
 
 def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend" = "hf", cache: dict | None = None):
     """Fit one part on its labelled data and place it on ``suite``."""
-    from mechinterp.interventions.truncation import Truncation
-    from mechinterp.locate.sites import Site
-
     if isinstance(spec, TruncateSpec):
         return Truncation(spec.k)
     scope = TokenTable.from_suites(model, [suite], spec.where, spec.n_words, spec.conditions, unknown="all")
     if isinstance(spec, LeaceSpec):
-        from mechinterp.interventions.erasure import fit_erasure
-
         for L in spec.layers:
             if not 0 <= L < model.n_layers:
                 raise ConfigError(f"leace layer {L} is out of range (model has layers 0-{model.n_layers - 1})")
         sites = [Site(L, spec.component) for L in spec.layers]
         return fit_erasure(_fit_data(model, spec, suite, sites, backend, cache), sites, scope, spec.method)
     if isinstance(spec, ClampSpec):
-        from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
-
         if spec.probe:
             try:
                 from mechinterp.probes import ProbeArtifact
@@ -253,9 +253,6 @@ def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend
         site = Site(spec.layer, spec.component)
         return fit_clamp(_fit_data(model, spec, suite, [site], backend, cache), site, spec.target, scope, spec.shift)
     if isinstance(spec, SAESpec):
-        from mechinterp.interventions.sae_clamp import fit_sae_edit
-        from mechinterp.saes.load import load_sae
-
         sae = load_sae(spec.sae)
         sae.check_model(model)
         data = _fit_data(model, spec, suite, [sae.site], backend, cache)
@@ -272,8 +269,6 @@ def build(model: "Model", spec: InterventionSpec | str, suite: "Suite", backend:
 
 
 def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
-    from mechinterp.locate.sites import Site
-
     if isinstance(part, LeaceSpec):
         return [Site(L, part.component) for L in part.layers]
     if isinstance(part, ClampSpec) and part.layer is not None and not part.probe:

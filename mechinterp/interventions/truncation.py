@@ -24,9 +24,14 @@ import pandas as pd
 import torch
 
 from mechinterp.errors import ConfigError
-from mechinterp.forward import pad_batch
+from mechinterp.forward import logits, pad_batch
 from mechinterp.progress import progress
-from mechinterp.surprisal import sentence_word_table, suite_sequences, suite_word_table
+from mechinterp.surprisal import (
+    SurprisalConfig,
+    sentence_word_table,
+    suite_sequences,
+    suite_word_table,
+)
 from mechinterp.tokenization import tokenize_text
 
 if TYPE_CHECKING:
@@ -73,7 +78,6 @@ def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor
                             position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
         except TypeError:  # an architecture without logits_to_keep
             pass
-    from mechinterp.forward import logits
 
     return logits(model, batch, backend)[:, -keep:]  # type: ignore[arg-type]
 
@@ -82,8 +86,6 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
                           config: "SurprisalConfig | None" = None, batch_size: int = 64,
                           show_progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """(surprisal_bits, entropy_bits) per word of each sequence, each word with ``k`` context tokens."""
-    from mechinterp.surprisal import SurprisalConfig
-
     config = config or SurprisalConfig()
     if config.whitespace != "leading":
         raise ConfigError("context truncation supports whitespace='leading' word probabilities only")

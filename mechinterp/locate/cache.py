@@ -34,13 +34,23 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 import pandas as pd
 import torch
 from jaxtyping import Float
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.locate.activations import collect_rows
-from mechinterp.locate.sites import RegionPos, Site, parse_sites, region_of_token
-from mechinterp.tokenization import tokenize_condition
 from mechinterp.io import atomic_path, is_temporary, sha256_file, write_json_atomic
+from mechinterp.locate.activations import collect_rows
+from mechinterp.locate.sites import (
+    RegionPos,
+    Site,
+    TokenPos,
+    parse_sites,
+    region_number,
+    region_of_token,
+)
+from mechinterp.provenance import Provenance
+from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -194,8 +204,6 @@ class ActivationCache:
 
     def iter_shards(self, site: Site) -> Iterator[Float[Tensor, "n d"]]:
         """The site's rows shard by shard (each read from a memory-mapped file)."""
-        from safetensors import SafetensorError, safe_open
-
         name = self._name(site)
         for sh in self.manifest["shards"]:
             path = self._check_shard(sh)
@@ -237,8 +245,6 @@ def _site_to_json(s: Site) -> dict[str, Any]:
 
 
 def _site_from_json(d: dict[str, Any]) -> dict[str, Any]:
-    from mechinterp.locate.sites import TokenPos
-
     p = d.get("position")
     pos = None if p is None else (RegionPos(p["region"], p["which"]) if "region" in p else TokenPos(p["index"]))
     return {"layer": d["layer"], "component": d["component"], "position": pos, "head": d["head"]}
@@ -255,10 +261,6 @@ def build_cache(
 ) -> tuple[ActivationCache, bool]:
     """Build (or reuse, or resume) the cache of ``sites`` over ``suite`` under ``out``. Returns the opened
     cache and whether it was reused as it was. ``on_shard(done, total)`` is called after each shard."""
-    from safetensors.torch import save_file
-
-    from mechinterp.provenance import Provenance
-
     sites = list(dict.fromkeys(sites))
     if not sites:
         raise ConfigError("no sites to cache")
@@ -339,8 +341,6 @@ def build_cache(
 
 
 def _mean_region(site: Site, suite: "Suite") -> int:
-    from mechinterp.locate.sites import region_number
-
     assert isinstance(site.position, RegionPos)
     return region_number(site.position.region, suite)
 

@@ -57,7 +57,12 @@ if TYPE_CHECKING:
     from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
 
-Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out"]
+#: Components that are one ``[d_model]`` vector per token for the whole layer (no head): what probes, SAEs,
+#: interventions and sweeps take.
+WholeComponent = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+WHOLE_COMPONENTS: tuple[WholeComponent, ...] = get_args(WholeComponent)
+#: Every component a site can have (``head_out`` needs a head).
+Component = Literal[WholeComponent, "head_out"]
 COMPONENTS: tuple[Component, ...] = get_args(Component)
 RESIDUAL: tuple[Component, ...] = ("resid_pre", "resid_mid", "resid_post")
 Which = Literal["last", "first", "all", "mean"]

@@ -12,6 +12,9 @@ import json
 import time
 from pathlib import Path
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import mechinterp.provenance as prov
 from mechinterp.errors import WeightsError
 from mechinterp.io import atomic_dir, sha256_file
 
@@ -61,10 +64,6 @@ def verify_weights(directory: Path, marker: dict) -> str:
 
 def convert_gguf(gguf_path: Path, target: Path, name: str) -> Path:
     """Dequantize ``gguf_path`` with transformers and save it as a HF directory at ``target``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import mechinterp.provenance as prov
-
     if not gguf_path.exists():
         raise WeightsError(f"GGUF file {gguf_path} is missing")
     t0 = time.time()

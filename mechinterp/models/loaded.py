@@ -8,6 +8,7 @@ the cached HF directory. The TransformerLens ``TransformerBridge`` and the nnsig
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mechinterp.errors import WeightsError
 from mechinterp.io import sha256_file
@@ -142,8 +144,6 @@ def _hf_dir_hash(path: Path) -> str:
         known = {}
     k = json.dumps(key)
     if k not in known:
-        import hashlib
-
         h = hashlib.sha256()
         for f in files:
             h.update(sha256_file(f).encode())
@@ -182,7 +182,6 @@ def load_model(
     """
     if cached and not rebuild:
         return _load_cached(str(name), device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = get_spec(name)
     path, digest = model_dir(spec, rebuild=rebuild)

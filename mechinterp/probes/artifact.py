@@ -28,6 +28,7 @@ from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
 from mechinterp.io import atomic_dir
+from mechinterp.locate.sites import RegionPos, Site, TokenPos
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "probe.safetensors"
@@ -35,8 +36,6 @@ META_FILE = "probe.json"
 
 
 def site_to_dict(site: Any) -> dict[str, Any]:
-    from mechinterp.locate.sites import RegionPos, TokenPos
-
     pos = site.position
     if pos is None:
         p = None
@@ -50,8 +49,6 @@ def site_to_dict(site: Any) -> dict[str, Any]:
 
 
 def site_from_dict(d: dict[str, Any]) -> Any:
-    from mechinterp.locate.sites import RegionPos, Site, TokenPos
-
     p = d.get("position")
     if p is None:
         pos = None

@@ -11,9 +11,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
+
 from mechinterp.io import atomic_path, write_bytes_atomic
 
 SERIES = [
@@ -118,10 +122,6 @@ def transfer_figure(metric_summary: pd.DataFrame, component: str = "resid_post")
 
 
 def write_figures(metric_summary: pd.DataFrame, verdict_summary: pd.DataFrame, directory) -> list:
-    from pathlib import Path
-
-    from plotly.offline import get_plotlyjs
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # the figures reference one plotly.min.js beside them (offline); write it atomically so a kill never

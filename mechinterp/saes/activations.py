@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float, Int
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.activations import collect_tokens
 from mechinterp.progress import progress
 from mechinterp.saes.corpus import Corpus
 from mechinterp.tokenization import TokenizedText, tokenize_text
@@ -64,8 +65,6 @@ def corpus_activations(
     """Activations of ``layer``/``component`` for documents taken in the order of ``doc_indices`` until
     ``n_tokens`` tokens (BOS excluded) are collected (raises if the documents run out first); ``None``
     takes every token of every document."""
-    from mechinterp.locate.activations import collect_tokens
-
     if n_tokens is not None and n_tokens < 1:
         raise ConfigError(f"n_tokens must be positive, got {n_tokens}")
     acts: list[torch.Tensor] = []

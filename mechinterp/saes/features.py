@@ -47,6 +47,7 @@ from mechinterp.progress import progress
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.saes.splice import word_surprisal
 from mechinterp.saes.stats import bh_qvalues, paired_permutation
+from mechinterp.stimuli.constructions import CONSTRUCTIONS
 from mechinterp.stimuli.types import Suite
 from mechinterp.tokenization import TokenizedText, tokenize_condition
 
@@ -197,8 +198,6 @@ def _ablation(model: Any, sae: LoadedSAE, pairs: list[Pair], feature: int, cfg: 
 def _readings(suite: Suite, construction: str | None = None) -> tuple[str, str]:
     """(reading favoured where activation is higher in the ambiguous condition, the one for unambiguous).
     For one construction of a suite that mixes several, the workbench's table of constructions is used."""
-    from mechinterp.stimuli.constructions import CONSTRUCTIONS
-
     if construction is not None:
         info = CONSTRUCTIONS.get(construction)
         return (info.preferred_reading, info.true_reading) if info else (

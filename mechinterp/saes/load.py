@@ -20,10 +20,11 @@ from jaxtyping import Float
 
 from mechinterp.errors import ConfigError
 from mechinterp.io import sha256_file
+from mechinterp.locate.sites import WHOLE_COMPONENTS, Site
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+COMPONENTS = WHOLE_COMPONENTS
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_(" + "|".join(COMPONENTS) + r")$")
 QUALITY_FILE = "quality.json"
 TRAINING_FILE = "training.json"
@@ -56,8 +57,6 @@ class LoadedSAE:
 
     @property
     def site(self) -> Any:
-        from mechinterp.locate.sites import Site
-
         return Site(self.layer, self.component)
 
     @property

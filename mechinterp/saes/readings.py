@@ -31,6 +31,9 @@ import pandas as pd
 import torch
 
 from mechinterp.errors import ConfigError
+from mechinterp.probes.activations import collect_stimuli, collect_training
+from mechinterp.probes.labels import readings
+from mechinterp.probes.pipeline import disjoint_training_sets
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.saes.stats import bh_qvalues
 
@@ -103,10 +106,6 @@ def stratified_permutation(f: np.ndarray, labels: np.ndarray, groups: np.ndarray
 def reading_features(model: Any, sae: LoadedSAE, suite: Any,
                      cfg: ReadingFeatureConfig = ReadingFeatureConfig()) -> ReadingFeatures:
     """Features of each reading from generated sentences, and their activation on ``suite`` (module doc)."""
-    from mechinterp.probes.activations import collect_stimuli, collect_training
-    from mechinterp.probes.labels import readings
-    from mechinterp.probes.pipeline import disjoint_training_sets
-
     sae.check_model(model)
     L, comp = sae.layer, sae.component
     stats_rows, stim_rows = [], []

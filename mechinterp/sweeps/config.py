@@ -35,10 +35,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.sites import WholeComponent
 from mechinterp.probes.train import ProbeSettings
 
 Executor = Literal["local", "ray"]
-Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
 
 _LAYERS = re.compile(r"^\s*(all|every\s*:?\s*(\d+)|(\d+)\s*-\s*(\d+))\s*$")
 
@@ -66,7 +66,7 @@ class GridSection(_Strict):
 
 class SitesSection(_Strict):
     layers: str | list[int] = "all"
-    components: list[Component] = Field(default_factory=lambda: ["resid_post"], min_length=1)
+    components: list[WholeComponent] = Field(default_factory=lambda: ["resid_post"], min_length=1)
 
     @field_validator("layers")
     @classmethod

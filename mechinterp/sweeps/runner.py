@@ -14,13 +14,21 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mechinterp.io import atomic_path, write_json_atomic
+from mechinterp.probes.figures import write_figures
+from mechinterp.probes.readout import DecisionRule
+from mechinterp.probes.summary import (
+    best_sites,
+    summarise_metrics,
+    summarise_verdicts,
+    verdict_counts,
+)
 from mechinterp.provenance import Provenance
 from mechinterp.sweeps.config import SweepConfig, load_sweep
 from mechinterp.sweeps.executors import Executor, make_executor
 from mechinterp.sweeps.jobs import JobSpec, expand, job_summary
 from mechinterp.sweeps.store import TABLES, ResultsStore
 from mechinterp.tables import write_table
-from mechinterp.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +123,6 @@ def run_sweep(
 
 def collect(st: ResultsStore, job_ids: list[str], cfg: SweepConfig | None = None, figures: bool = True):
     """Write the sweep's combined tables (finished jobs only) and summary tables and figures."""
-    from mechinterp.probes.figures import write_figures
-    from mechinterp.probes.readout import DecisionRule
-    from mechinterp.probes.summary import best_sites, summarise_metrics, summarise_verdicts, verdict_counts
-
     if not job_ids:
         return {}, []
     infos = [st.job_info(j) for j in job_ids]
