@@ -21,7 +21,7 @@ def npz():
 
 
 def _seqs(model, suite, n_items=3):
-    return [tokenize_condition(model, c) for it in suite.items[:n_items] for c in it.conditions]
+    return [tokenize_condition(model, c) for it in suite.head(n_items).items for c in it.conditions]
 
 
 # ---- definitions ----------------------------------------------------------------------------------

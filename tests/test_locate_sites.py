@@ -23,10 +23,6 @@ def npz():
     return load_suite("npz")
 
 
-def _seqs(model, suite, n_items=3):
-    return [tokenize_condition(model, c) for it in suite.items[:n_items] for c in it.conditions]
-
-
 # ---- parsing -----------------------------------------------------------------------------------
 def test_parse_example_spec():
     sites = parse_sites("resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1", n_layers=18)
