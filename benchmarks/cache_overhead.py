@@ -1,6 +1,6 @@
 """Cost of caching every residual site to disk, and whether memory grows with the suite.
 
-1. Overhead: :func:`mechinterp.cache.build_cache` of resid_pre, resid_mid and resid_post at every layer and
+1. Overhead: :func:`mechinterp.locate.cache.build_cache` of resid_pre, resid_mid and resid_post at every layer and
    every token (the largest cache a suite can make) against a plain forward pass of the decoder over the same
    right-padded batches (no LM head: the cache does not need one, and for Gemma the 262k-token unembedding
    alone costs more than all blocks; the full forward with logits is printed for reference). ``--repeats``
@@ -45,7 +45,7 @@ def _suite(name: str, times: int):
 
 
 def _memory_child(model_name: str, suite_name: str, times: int, shard_size: int, batch_size: int, q) -> None:
-    from mechinterp.cache import CacheConfig, build_cache, parse_cache_sites
+    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
     from mechinterp.models import load_model
 
     torch.set_num_threads(1)
@@ -90,9 +90,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from mechinterp.cache import CacheConfig, build_cache, parse_cache_sites
+    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
     from mechinterp.forward import batches, pad_batch
-    from mechinterp.hooks import base_model
+    from mechinterp.locate.hooks import base_model
     from mechinterp.models import load_model
     from mechinterp.tokenization import tokenize_condition
 

@@ -4,7 +4,7 @@ Both patch clean (unambiguous) activations into the corrupt (ambiguous) run, one
 sites (components x layers x region-last positions, plus every head), with the same aligned positions and
 the same metric (surprisal of the disambiguating word, bits):
 
-* ours: :func:`mechinterp.patching.patch_suite` (``clean_to_corrupt``, exact only): many patched rows per
+* ours: :func:`mechinterp.locate.patching.patch_suite` (``clean_to_corrupt``, exact only): many patched rows per
   forward pass, the unpatched prefix computed once, the sentence cut after the last token the metric reads,
   the LM head only where the metric needs it (identity patches at positions before the cue are run too,
   ``skip_identical=False``, so both sides do the same patches);
@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from mechinterp.models import load_model
-from mechinterp.patching import PatchConfig, pair_context, parse_sweep, patch_suite
+from mechinterp.locate.patching import PatchConfig, pair_context, parse_sweep, patch_suite
 from mechinterp.stimuli import load_suite
 
 TL_ACT = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out", "head_out": "z"}

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mechinterp.io import write_json_atomic
+
 TRACKED_PACKAGES = (
     "mechinterp",
     "torch",
@@ -75,11 +77,7 @@ def provenance_path(result: Path) -> Path:
 
 
 def write_provenance(result: Path, prov: Provenance) -> Path:
-    path = provenance_path(result)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(prov.to_json(), indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(provenance_path(result), prov.to_json())
 
 
 def read_provenance(result: Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import torch
 from mechinterp.forward import PaddingSide, batches, logits, pad_batch
 from mechinterp.models import Backend, Model
 from mechinterp.progress import progress
-from mechinterp.stimuli.types import Suite
+from mechinterp.stimuli.types import Condition, Item, Suite
 from mechinterp.tokenization import TokenizedText, tokenize_condition, tokenize_text
 
 LOG2E = 1.0 / math.log(2.0)
@@ -150,36 +150,25 @@ def word_scores(tt: TokenizedText, ts: TokenScores, whitespace: str = "leading")
     return surp, ent
 
 
-def sentence_surprisal(
-    model: Model, texts: Sequence[str], config: SurprisalConfig = SurprisalConfig()
-) -> pd.DataFrame:
-    """Per-word surprisal of free sentences: one row per sentence and word."""
-    tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
-    scores = token_scores(model, tts, config)
-    rows = []
-    for s, (tt, ts) in enumerate(zip(tts, scores)):
-        surp, ent = word_scores(tt, ts, config.whitespace)
-        for w, word in enumerate(tt.words):
-            a, b = tt.word_spans[w]
-            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
-                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
-    return pd.DataFrame(rows)
+WordScores = tuple[np.ndarray, np.ndarray]  # per word: surprisal (bits), entropy at its onset (bits)
 
 
-def suite_surprisal(
-    model: Model, suite: Suite, config: SurprisalConfig = SurprisalConfig(), show_progress: bool = True
-) -> pd.DataFrame:
-    """One row per item × condition × word (columns :data:`WORD_COLUMNS`)."""
+def suite_sequences(model: Model, suite: Suite) -> tuple[list[tuple[Item, Condition]], list[TokenizedText]]:
+    """Every (item, condition) of ``suite`` in order, and its tokenized sentence."""
     keys, tts = [], []
     for it in suite.items:
         for c in it.conditions:
             keys.append((it, c))
             tts.append(tokenize_condition(model, c))
-    with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:
-        scores = token_scores(model, tts, config, on_batch=bar.update)
+    return keys, tts
+
+
+def suite_word_table(suite: Suite, keys: Sequence[tuple[Item, Condition]], tts: Sequence[TokenizedText],
+                     scores: Sequence[WordScores]) -> pd.DataFrame:
+    """The per-word table (columns :data:`WORD_COLUMNS`) of a suite's sentences from their word scores; the
+    one builder for every way of scoring words (full context, truncated context, under interventions)."""
     rows = []
-    for (it, c), tt, ts in zip(keys, tts, scores):
-        surp, ent = word_scores(tt, ts, config.whitespace)
+    for (it, c), tt, (surp, ent) in zip(keys, tts, scores):
         for w, word in enumerate(tt.words):
             a, b = tt.word_spans[w]
             reg = tt.word_regions[w]
@@ -190,6 +179,36 @@ def suite_surprisal(
                 "n_tokens": b - a, "surprisal_bits": surp[w], "entropy_bits": ent[w],
             })
     return pd.DataFrame(rows, columns=WORD_COLUMNS)
+
+
+def sentence_word_table(tts: Sequence[TokenizedText], scores: Sequence[WordScores]) -> pd.DataFrame:
+    """The per-word table of free sentences: one row per sentence and word."""
+    rows = []
+    for s, (tt, (surp, ent)) in enumerate(zip(tts, scores)):
+        for w, word in enumerate(tt.words):
+            a, b = tt.word_spans[w]
+            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
+                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
+    return pd.DataFrame(rows)
+
+
+def sentence_surprisal(
+    model: Model, texts: Sequence[str], config: SurprisalConfig = SurprisalConfig()
+) -> pd.DataFrame:
+    """Per-word surprisal of free sentences: one row per sentence and word."""
+    tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
+    scores = token_scores(model, tts, config)
+    return sentence_word_table(tts, [word_scores(tt, ts, config.whitespace) for tt, ts in zip(tts, scores)])
+
+
+def suite_surprisal(
+    model: Model, suite: Suite, config: SurprisalConfig = SurprisalConfig(), show_progress: bool = True
+) -> pd.DataFrame:
+    """One row per item × condition × word (columns :data:`WORD_COLUMNS`)."""
+    keys, tts = suite_sequences(model, suite)
+    with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:
+        scores = token_scores(model, tts, config, on_batch=bar.update)
+    return suite_word_table(suite, keys, tts, [word_scores(tt, ts, config.whitespace) for tt, ts in zip(tts, scores)])
 
 
 def region_surprisal(words: pd.DataFrame) -> pd.DataFrame:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import atomic_path
 from mechinterp.provenance import Provenance, write_provenance
 
 FORMATS = (".csv", ".parquet", ".pq")
@@ -24,18 +24,13 @@ def write_table(df: pd.DataFrame, path: str | Path, prov: Provenance | None = No
     """Write ``df`` to ``path`` via a temporary file and a rename, so a crash never leaves half a file and a
     failure never destroys a result that was already there."""
     path = check_out_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".csv":
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
         if prov is not None:
             write_provenance(path, prov)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mechinterp.datasets import naturalstories_dir, sap_dir
+from mechinterp.locate.hooks import hooks_on
 
 os.environ.setdefault("MECHINTERP_NO_PROGRESS", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -23,7 +24,13 @@ NATURAL_STORIES = naturalstories_dir()
 
 
 def _tiny_dir(root: Path, arch: str) -> Path:
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     from mechinterp.models.loaded import model_dir
     from mechinterp.models.registry import get_spec
@@ -90,17 +97,24 @@ def sap_classic():
     return load_suite(SAP_DIR / "stimuli" / "items_ClassicGP.csv")
 
 
-def _ours(hooks) -> list:
-    # transformers installs inert, permanent output-capturing hooks the first time hidden states or attentions
-    # are requested (transformers.utils.output_capturing), and TransformerLens's bridge wires permanent capture
-    # hooks onto the modules it wraps (BlockBridge._maybe_wire_capture_hooks); they are the libraries', not ours.
-    return [h for h in hooks.values()
-            if not getattr(h, "__module__", "").startswith(("transformers.", "transformer_lens."))]
-
-
 def assert_no_hooks(model) -> None:
     """No forward/backward hook that the workbench added survives on any module of ``model.hf``."""
-    for name, mod in model.hf.named_modules():
-        assert not _ours(mod._forward_hooks), f"forward hook left on {name}"
-        assert not _ours(mod._forward_pre_hooks), f"forward pre-hook left on {name}"
-        assert not _ours(mod._backward_hooks), f"backward hook left on {name}"
+    left = sorted(hooks_on(model))
+    assert not left, "hooks left behind: " + ", ".join(f"{kind[1:-1]} on {name or '<root>'}" for name, kind, _ in left)
+
+
+def hook_snapshot(model) -> set:
+    """Every hook on ``model.hf``, the libraries' own included (the TransformerLens bridge installs persistent
+    hooks the first time it runs), for tests that compare snapshots taken around a context manager."""
+    return hooks_on(model, include_library=True)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of many small forward passes, where starting and synchronising
+    threads costs more than it saves. Restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 PAGES = {"": "Surprisal and entropy", "probes": "Reading probes", "patching": "Activation patching",
          "saes": "SAE features", "collapse": "Collapse: intervene and watch the surprisal", "humans": "Humans",
          "results": "Results found"}
-LONG = 240_000  # ms: the first page load imports torch and loads the model on a busy 2-core machine
+LONG = 240_000  # ms: the first page load imports torch and loads the model (slow on a loaded machine)
 
 try:
     import playwright.sync_api  # noqa: F401

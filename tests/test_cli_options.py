@@ -180,7 +180,7 @@ def test_layer_grammar_in_sweep_files(tmp_path):
 
 def test_same_layers_accepted_everywhere(tiny_dirs, tmp_path):
     from mechinterp.interventions.spec import parse_spec
-    from mechinterp.sites import parse_sites
+    from mechinterp.locate.sites import parse_sites
 
     for text, want in [("0+1", [0, 1]), ("0-1", [0, 1]), ("*", [0, 1]), ("every 1", [0, 1])]:
         assert [s.layer for s in parse_sites(f"resid_post@{text}", 2)] == want

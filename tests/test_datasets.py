@@ -65,7 +65,7 @@ sys.addaudithook(lambda ev, args: opened.append(str(args[0])) if ev == "open" an
 import mechinterp
 from mechinterp.cli import main
 from mechinterp.datasets import sap_subsets
-from mechinterp.humans import load_natural_stories, load_sap_effects, load_sap_trials, noise_ceiling, published_effects
+from mechinterp.compare.humans import load_natural_stories, load_sap_effects, load_sap_trials, noise_ceiling, published_effects
 from mechinterp.stimuli import builtin_suites, load_suite
 for name in builtin_suites():
     load_suite(name)

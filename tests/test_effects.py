@@ -36,8 +36,8 @@ def test_effects_align_on_the_disambiguating_word():
     def surprisal_of(cond, idx, word):
         return 10.0 if cond == "ambiguous" and word == suite.items[0].condition("ambiguous").region_words(amb.disambiguating_region)[0].text else 1.0
 
-    words = _words_for(suite.model_copy(update={"items": suite.items[:1]}), surprisal_of)
-    eff = garden_path_effects(words, suite.model_copy(update={"items": suite.items[:1]}))
+    words = _words_for(suite.head(1), surprisal_of)
+    eff = garden_path_effects(words, suite.head(1))
     assert eff.loc[eff["roi"] == 0, "effect_bits"].item() == 9.0
     assert (eff.loc[eff["roi"] > 0, "effect_bits"] == 0).all()
     assert (eff["word"] == eff["word_unambiguous"]).all()
@@ -74,7 +74,7 @@ def test_no_ambiguity_annotation_is_an_error(tmp_path):
 
 def test_evaluate_predictions_counts_empty_regions_as_zero():
     suite = load_suite("npz")
-    small = suite.model_copy(update={"items": suite.items[:2]})
+    small = suite.head(2)
     words = _words_for(small, lambda cond, idx, word: 5.0 if cond == "ambiguous" else 1.0)
     res = evaluate_predictions(region_surprisal(words), small)
     assert res["passed"].all() and len(res) == 2 * len(small.predictions)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_no_hooks
+from conftest import assert_no_hooks, hook_snapshot
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import AllPositions, TokenTable, apply_interventions, positions_of
 from mechinterp.interventions.clamp import fit_clamp
@@ -15,7 +15,7 @@ from mechinterp.interventions.erasure import fit_erasure
 from mechinterp.interventions.labelled import Labelled, suite_activations
 from mechinterp.interventions.spec import build, parse_spec
 from mechinterp.interventions.truncation import Truncation
-from mechinterp.sites import Site
+from mechinterp.locate.sites import Site
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 from mechinterp.tokenization import tokenize_condition
@@ -23,20 +23,10 @@ from mechinterp.tokenization import tokenize_condition
 BACKENDS = ("hf", "transformer_lens", "nnsight")
 
 
-def hook_snapshot(model) -> set:
-    """Every hook on model.hf (the TransformerLens bridge keeps persistent hooks of its own once it has run,
-    so tests compare snapshots around our context managers)."""
-    out = set()
-    for name, mod in model.hf.named_modules():
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            out |= {(name, kind, k) for k in getattr(mod, kind)}
-    return out
-
-
 @pytest.fixture(scope="module")
 def npz6():
     s = load_suite("npz")
-    return s.model_copy(update={"items": s.items[:6]})
+    return s.head(6)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +108,7 @@ def test_leace_on_planted_concept():
 
 def _resid(model, suite, site, intervention=None):
     """resid_pre of the next layer (= the edited resid_post) for every token of every condition."""
-    from mechinterp.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
 
     seqs = [tokenize_condition(model, c) for it in suite.items for c in it.conditions]
     nxt = Site(site.layer + 1, "resid_pre") if site.layer + 1 < model.n_layers else None
@@ -290,6 +280,7 @@ def test_build_from_spec(tiny_model, npz6):
 
 def test_build_all_shares_activations(tiny_model, npz6, monkeypatch):
     import mechinterp.interventions.labelled as labelled
+    import mechinterp.interventions.spec as spec_module
     from mechinterp.interventions.spec import build_all
 
     calls = []
@@ -299,7 +290,7 @@ def test_build_all_shares_activations(tiny_model, npz6, monkeypatch):
         calls.append(a[2])
         return real(*a, **k)
 
-    monkeypatch.setattr(labelled, "suite_activations", counting)
+    monkeypatch.setattr(spec_module, "suite_activations", counting)  # the name build_all calls
     specs = [parse_spec("a=leace:layers=0,fit=npz"), parse_spec("b=clamp:layer=1,fit=npz"),
              parse_spec("c=clamp:layer=1,fit=npz,shift=1")]
     built = build_all(tiny_model, specs, npz6)
@@ -369,8 +360,8 @@ def test_erasure_and_clamp_on_smollm2(smollm2):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_score
 
-    fit_s = [load_suite(n).model_copy(update={"items": load_suite(n).items[:10]}) for n in ("npz", "nps")]
-    test_s = load_suite("mvrr").model_copy(update={"items": load_suite("mvrr").items[:8]})
+    fit_s = [load_suite(n).head(10) for n in ("npz", "nps")]
+    test_s = load_suite("mvrr").head(8)
     site = Site(12, "resid_post")
     data = suite_activations(smollm2, fit_s, [site])
     er = fit_erasure(data, [site], TokenTable.from_suites(smollm2, [test_s]))

@@ -10,7 +10,7 @@ from mechinterp.interventions.base import AllPositions, TokenTable
 from mechinterp.interventions.compose import suite_surprisal_under
 from mechinterp.interventions.labelled import Labelled, suite_activations
 from mechinterp.interventions.sae_clamp import SAEFeatureEdit, fit_sae_edit, select_features
-from mechinterp.sites import Site
+from mechinterp.locate.sites import Site
 from mechinterp.stimuli import load_suite
 
 
@@ -77,7 +77,7 @@ def test_selection_finds_planted_features(sae):
 
 def test_sae_edit_in_a_forward_pass(tiny_model, sae):
     s = load_suite("nps")
-    s = s.model_copy(update={"items": s.items[:4]})
+    s = s.head(4)
     data = suite_activations(tiny_model, [s], [sae.site])
     edit = fit_sae_edit(sae, data, "ambiguous", TokenTable.from_suites(tiny_model, [s], conditions="ambiguous"),
                         n_features=4)
@@ -93,12 +93,12 @@ def test_sae_edit_in_a_forward_pass(tiny_model, sae):
 def test_sae_edit_on_smollm2(smollm2, tmp_path):
     """Real model, random SAE at layer 10: the edit changes the residual stream by exactly the edited features'
     decoder contribution (error term kept) at the scoped positions, and nothing elsewhere."""
-    from mechinterp.sites import collect_rows
+    from mechinterp.locate.activations import collect_rows
     from mechinterp.interventions.base import apply_interventions
     from mechinterp.tokenization import tokenize_condition
 
     sae = random_sae(tmp_path / "s", smollm2.d_model, d_sae=256, layer=10)
-    s = load_suite("npz").model_copy(update={"items": load_suite("npz").items[:3]})
+    s = load_suite("npz").head(3)
     data = suite_activations(smollm2, [s], [sae.site])
     edit = fit_sae_edit(sae, data, "ambiguous", TokenTable.from_suites(smollm2, [s]), n_features=4)
     seqs = [tokenize_condition(smollm2, c) for it in s.items for c in it.conditions]

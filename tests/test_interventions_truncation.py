@@ -17,7 +17,7 @@ TEXTS = ["The old man the boat every morning.", "While the man hunted the deer r
 @pytest.fixture(scope="module")
 def suite():
     s = load_suite("mvrr")
-    return s.model_copy(update={"items": s.items[:4]})
+    return s.head(4)
 
 
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_gpt2"])

@@ -39,7 +39,7 @@ def test_card_contents(trained, tiny_model, tmp_path):
 
     other = tmp_path / "other.safetensors"
     save_file({"direction": -sae.decoder_directions[feat].contiguous()}, other)
-    suites = [load_suite("npz").model_copy(update={"items": load_suite("npz").items[:3]})]
+    suites = [load_suite("npz").head(3)]
     card = K.build_card(tiny_model, sae, feat, suites, probes=[probe, other, np.ones(tiny_model.d_model)],
                         cfg=K.CardConfig(n_top=4))
     train = card.contexts[card.contexts["source"] == "training"]
@@ -57,7 +57,7 @@ def test_card_contents(trained, tiny_model, tmp_path):
 
 def test_sentence_activation_matches_stimulus_scan(trained, tiny_model):
     sae = trained.sae
-    suites = [load_suite("mvrr").model_copy(update={"items": load_suite("mvrr").items[:2]})]
+    suites = [load_suite("mvrr").head(2)]
     scan = K.stimulus_activations(tiny_model, sae, suites)
     text = suites[0].items[0].conditions[0].text
     toks, vals = K.sentence_activations(tiny_model, sae, text, 0)

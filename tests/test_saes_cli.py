@@ -93,7 +93,7 @@ def test_gemma_short_training(gemma, tmp_path):
     from mechinterp.surprisal import suite_surprisal
 
     suite = load_suite("npz")
-    suite = suite.model_copy(update={"items": suite.items[:3]})
+    suite = suite.head(3)
     out = suite_features(gemma, res.sae, [suite], FeatureConfig(n_permutations=100, ablate_top=1, min_active_items=1))
     words = suite_surprisal(gemma, suite, show_progress=False)
     dis = words[words["region"] == suite.ambiguity.disambiguating_region]
@@ -107,7 +107,7 @@ def test_gemma_short_training(gemma, tmp_path):
     from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
 
     mvrr = load_suite("mvrr")
-    mvrr = mvrr.model_copy(update={"items": mvrr.items[:3]})
+    mvrr = mvrr.head(3)
     rf = reading_features(gemma, res.sae, mvrr, ReadingFeatureConfig(n_per_class=40, n_permutations=2000))
     sig = rf.stats[rf.stats["significant"]]
     assert set(sig["reading"]) == {"main_verb", "reduced_relative"}

@@ -15,21 +15,16 @@ from mechinterp.saes.load import load_sae
 from mechinterp.stimuli import load_suite
 
 
-def _small(name: str, n: int):
-    suite = load_suite(name)
-    return suite.model_copy(update={"items": suite.items[:n]})
-
-
 @pytest.fixture(scope="module")
 def results(tiny_model, tmp_path_factory):
     sae = load_sae(perfect_sae(tmp_path_factory.mktemp("sae") / "p", tiny_model.d_model, layer=1))
-    suites = [_small("npz", 6), _small("mvrr", 5)]
+    suites = [load_suite("npz").head(6), load_suite("mvrr").head(5)]
     cfg = F.FeatureConfig(n_permutations=500, ablate_top=2, batch_size=4, min_active_items=2)
     return sae, suites, cfg, F.suite_features(tiny_model, sae, suites, cfg)
 
 
 def test_positions_and_windows(tiny_model):
-    suite = _small("npz", 1)  # While the man hunted(,) the deer ran into the thick woods.
+    suite = load_suite("npz").head(1)  # While the man hunted(,) the deer ran into the thick woods.
     (pair,) = F._pairs(tiny_model, suite)
     dec = tiny_model.tokenizer.decode
     a, u = pair.seqs["ambiguous"], pair.seqs["unambiguous"]
@@ -44,7 +39,7 @@ def test_positions_and_windows(tiny_model):
 
 
 def test_suite_without_ambiguity_is_refused(tiny_model):
-    suite = _small("npz", 2).model_copy(update={"ambiguity": None})
+    suite = load_suite("npz").head(2).model_copy(update={"ambiguity": None})
     with pytest.raises(SuiteError, match="ambiguity annotation"):
         F._pairs(tiny_model, suite)
 
@@ -101,7 +96,7 @@ def test_perfect_sae_has_no_error_attribution(results):
 def test_ablation_matches_direct_intervention(results, tiny_model):
     """Zero-ablating latent j of the perfect SAE (relu(x_j)) in the window equals setting x_j to
     min(x_j, 0) there with a plain site write; the effect change must agree."""
-    from mechinterp.hooks import write_site
+    from mechinterp.locate.hooks import write_site
     from mechinterp.forward import pad_batch
 
     sae, suites, cfg, res = results

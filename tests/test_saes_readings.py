@@ -41,7 +41,7 @@ def test_stratified_permutation_tests_the_reading_within_buckets():
 @pytest.fixture(scope="module")
 def npz5():
     s = load_suite("npz")
-    return s.model_copy(update={"items": s.items[:5]})
+    return s.head(5)
 
 
 def test_reading_features_with_a_perfect_sae(tiny_model, npz5, tmp_path):

@@ -121,9 +121,9 @@ def test_quality_of_a_perfect_sae(tiny_model, tmp_path):
 
 def test_zero_ablation_really_zeroes_the_site(tiny_model, tmp_path):
     """ce_zero is the CE with the site set to zero at non-BOS positions (checked by hand)."""
-    from mechinterp.hooks import write_site
+    from mechinterp.locate.hooks import write_site
     from mechinterp.saes.quality import splice_stats
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
     from mechinterp.tokenization import tokenize_text
 
     sae = load_sae(perfect_sae(tmp_path / "p", tiny_model.d_model, layer=0))

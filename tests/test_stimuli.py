@@ -190,3 +190,19 @@ def test_sap_long_layout():
     assert suite.ambiguity is None and len(suite.items) > 0
     cond = suite.items[0].conditions[0]
     assert cond.region_words(2)[0].text in cond.text.split()
+
+
+def test_head_select_and_pair():
+    npz = load_suite("npz")
+    head = npz.head(3)
+    assert [it.number for it in head.items] == [it.number for it in npz.items[:3]]
+    assert head.sha256 != npz.sha256 and npz.head(None) is npz
+    picked = npz.select(items=[npz.items[1].number, str(npz.items[4].number)])
+    assert [it.number for it in picked.items] == [npz.items[1].number, npz.items[4].number]
+    assert npz.select(constructions=["NP/Z"]).items == npz.items
+    with pytest.raises(SuiteError, match="no construction"):
+        npz.select(constructions=["MV/RR"])
+    with pytest.raises(SuiteError, match="no item"):
+        npz.select(items=[9999])
+    ambiguous, unambiguous = npz.pair(npz.items[0])
+    assert (ambiguous.name, unambiguous.name) == ("ambiguous", "unambiguous")

@@ -99,7 +99,7 @@ def test_left_padding_needs_position_ids(tiny_gpt2):
 
 def test_suite_surprisal_table(tiny_model):
     suite = load_suite("npz")
-    df = suite_surprisal(tiny_model, suite.model_copy(update={"items": suite.items[:3]}), show_progress=False)
+    df = suite_surprisal(tiny_model, suite.head(3), show_progress=False)
     assert list(df.columns)[:4] == ["suite", "construction", "item", "condition"]
     assert set(df["condition"]) == {"ambiguous", "unambiguous"}
     one = df[(df["item"] == suite.items[0].number) & (df["condition"] == "ambiguous")]

@@ -116,7 +116,7 @@ def test_resolve_layers():
 
 
 def test_checked_in_sweep_files_are_valid():
-    root = Path(__file__).resolve().parents[1] / "probes"
+    root = Path(__file__).resolve().parents[1] / "sweeps"
     files = sorted(root.glob("*.toml"))
     assert files
     for f in files:

@@ -116,11 +116,11 @@ def _wait_for(pred, proc, timeout=600.0) -> bool:
 def test_sweep_killed_with_sigkill_resumes_without_loss(tiny_dirs, tmp_path):
     path = _sweep_file(tmp_path, tiny_dirs["llama"], seeds=[0, 1])
     store = tmp_path / "store"
-    exe = Path(sys.executable).parent / "mechinterp"
+    exe = [sys.executable, "-m", "mechinterp.cli"]  # the checkout under test, not an installed script
     env = {**os.environ, "MECHINTERP_NO_PROGRESS": "1"}
 
     # 1) kill after the first job is committed, while the next one runs
-    proc = subprocess.Popen([str(exe), "sweep", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*exe, "sweep", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert _wait_for(lambda: len(ResultsStore(store).done()) >= 1, proc), proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -130,7 +130,7 @@ def test_sweep_killed_with_sigkill_resumes_without_loss(tiny_dirs, tmp_path):
     stamps = {j: (store / "jobs" / j / "job.json").stat().st_mtime_ns for j in first}
 
     # 2) kill again the moment a job starts being written (mid-commit if we are quick enough)
-    proc = subprocess.Popen([str(exe), "sweep", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*exe, "sweep", str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     tmp = store / ".tmp"
     _wait_for(lambda: tmp.exists() and any(tmp.iterdir()), proc)
     proc.send_signal(signal.SIGKILL)

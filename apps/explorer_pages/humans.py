@@ -23,7 +23,7 @@ with ui.guard("human comparison"):
     cat = ui.catalogue(sel, quiet=True)
     m = ui.model(sel)
     if cat is not None and cat.linking and compute.has_pair(sel.suite, sel.item):
-        from mechinterp.linking import LinkingFit
+        from mechinterp.compare.linking import LinkingFit
 
         fits = [LinkingFit.load(p) for p in cat.linking]
         fits = [f for f in fits if not f.model or f.model.get("weights_sha256") == m.weights_sha256]
@@ -57,7 +57,7 @@ with ui.guard("human comparison"):
     if model_ms is not None:
         st.dataframe(model_ms, hide_index=True)
     if not human.empty:
-        from mechinterp.humans import noise_ceiling
+        from mechinterp.compare.humans import noise_ceiling
 
         ceil = noise_ceiling()
         ceil = ceil[ceil["construction"] == human["construction"].iloc[0]]

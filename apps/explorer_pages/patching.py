@@ -5,7 +5,7 @@ import streamlit as st
 
 from mechinterp.explore import compute, figures, ui
 from mechinterp.explore.results import read_kind
-from mechinterp.reports.patching import DIRECTION_TITLE
+from mechinterp.locate.figures import DIRECTION_TITLE
 
 sel = ui.selection()
 ui.header(sel, "Activation patching")
@@ -53,7 +53,7 @@ with ui.guard("patching"):
         st.info("Patching needs both versions of the item: type an unambiguous control sentence too.")
     else:
         spec = st.text_input("Sites", compute.DEFAULT_PATCH_SWEEP, key="patch_spec",
-                             help="site spec (see mechinterp.sites): region=* = each region before the disambiguator")
+                             help="site spec (see mechinterp.locate.sites): region=* = each region before the disambiguator")
         metric = st.selectbox("Metric", ["surprisal", "logprob_diff"], key="patch_metric")
         key = (sel.model_name, ui.suite_key(sel), sel.item.key, spec, metric)
         if st.button("Run patching for this item", key="run_patch"):

@@ -12,8 +12,8 @@ ui.header(sel, "Reading probes")
 st.caption("Linear probes trained on varied unambiguous sentences (never on the minimal pairs), read at the last "
            "token of the ambiguous region. P = the probability of the reading people prefer.")
 
-HOW = ("Train probes with a sweep, e.g. `mechinterp sweep probes/quick.toml` (SmolLM2) or "
-       "`mechinterp sweep probes/readings.toml`, and point the explorer at the sweep's folder (or a parent of it).")
+HOW = ("Train probes with a sweep, e.g. `mechinterp sweep sweeps/quick.toml` (SmolLM2) or "
+       "`mechinterp sweep sweeps/readings.toml`, and point the explorer at the sweep's folder (or a parent of it).")
 
 with ui.guard("probes"):
     cat = ui.catalogue(sel)

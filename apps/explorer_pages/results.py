@@ -12,7 +12,7 @@ with ui.guard("results"):
         st.caption(f"Under {cat.root}")
         if cat.empty:
             st.info("Nothing the explorer can show was found here. Write results with e.g. `mechinterp patch`, "
-                    "`mechinterp sweep probes/quick.toml`, `mechinterp sae train`, `mechinterp collapse`, "
+                    "`mechinterp sweep sweeps/quick.toml`, `mechinterp sae train`, `mechinterp collapse`, "
                     "`mechinterp compare --save-linking`.")
         else:
             st.dataframe(cat.summary(), hide_index=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from mechinterp.cache import CacheConfig
 from mechinterp.cli import common
 from mechinterp.cli.options import add_config_options, config_from_args
+from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
+from mechinterp.progress import progress
 
 CACHE_FIELDS = ["batch_size", "shard_size", "dtype", "conditions"]
 CACHE_HELPS = {"batch_size": "sequences per forward pass", "shard_size": "sequences per shard (bounds memory)",
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_suite(p)
     p.add_argument("--sites", required=True,
                    help="site spec, e.g. 'resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1' "
-                        "(region=* = every region; see mechinterp.sites)")
+                        "(region=* = every region; see mechinterp.locate.sites)")
     common.add_out_dir(p, help_="cache root directory; the cache goes in OUT_DIR/<content key>/")
     add_config_options(p, CacheConfig, CACHE_FIELDS, helps=CACHE_HELPS)
     p.add_argument("--verify", action="store_true", help="check every shard's sha256 after building or reusing")
@@ -28,9 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.cache import build_cache, parse_cache_sites
-    from mechinterp.progress import progress
-
     suite = common.get_suite(args.suite)
     model = common.get_model(args)
     sites = parse_cache_sites(args.sites, model, suite)

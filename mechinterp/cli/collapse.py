@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 
 from mechinterp.cli import common
+from mechinterp.effects import summarise_effects
+from mechinterp.errors import ConfigError
+from mechinterp.interventions.collapse import run_collapse
+from mechinterp.interventions.spec import build_all, parse_spec
+from mechinterp.surprisal import SurprisalConfig
 
 SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND leace (layers=6+9, a layer list), clamp (layer=9, "
              "target=ambiguous, shift=1), sae (sae=DIR, remove=ambiguous, mode=ablate), truncate (k=3); '+KIND:' composes "
@@ -47,15 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def collapse_from_args(args: argparse.Namespace, model, suite):
-    from mechinterp.interventions.collapse import run_collapse
-    from mechinterp.interventions.spec import build_all, parse_spec
-    from mechinterp.surprisal import SurprisalConfig
-
     specs = [parse_spec(s) for s in args.intervention]  # fail on a bad spec before loading anything heavy
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        from mechinterp.errors import ConfigError
-
         raise ConfigError(f"intervention names must differ: {names} (name them with NAME=...)")
     corpus = common.natural_stories_arg(args.naturalstories)
     if specs:
@@ -90,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     common.write(res.effects, sibling(out, "effects"), prov)
     common.write(res.side_effects, sibling(out, "side_effects"), prov)
     write_efficacy(res, out, prov)
-    from mechinterp.effects import summarise_effects
 
     summ = summarise_effects(res.effects, by=("intervention", "construction", "roi"), seed=args.seed)
     print(summ.to_string(index=False, float_format=lambda x: f"{x:.2f}"))

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from mechinterp.compare.humans import load_natural_stories
 from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
@@ -55,16 +57,12 @@ def add_seed(p: argparse.ArgumentParser) -> None:
 def natural_stories_arg(value: str | None):
     """The Natural Stories corpus named by a ``--naturalstories`` option: ``shipped`` (the package's copy), a
     directory, or ``none``/empty for no corpus."""
-    from mechinterp.humans import load_natural_stories
-
     if value is None or value.strip().lower() in ("", "none"):
         return None
     return load_natural_stories(None if value == "shipped" else value)
 
 
 def seed_everything(seed: int) -> None:
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from mechinterp.cli import common
-from mechinterp.cli.collapse import add_common, sibling
+from mechinterp.cli.collapse import add_common, collapse_from_args, sibling
+from mechinterp.compare.figures import write_compare_report
+from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
+from mechinterp.compare.likeness import compare
+from mechinterp.compare.linking import LinkingFit, fit_natural_stories
+from mechinterp.errors import ConfigError
+from mechinterp.surprisal import SurprisalConfig
+from mechinterp.tables import check_out_path, read_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,16 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mechinterp.compare import compare
-    from mechinterp.errors import ConfigError
-    from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
-    from mechinterp.linking import LinkingFit, fit_natural_stories
-    from mechinterp.reports.compare import write_compare_report
-    from mechinterp.surprisal import SurprisalConfig
-    from mechinterp.tables import check_out_path, read_table
-
     out = common.out_path(args)
     report = Path(args.report) if args.report else None
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
@@ -74,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
             efficacy = pd.concat(effs, ignore_index=True).drop_duplicates(
                 ["intervention", "method", "construction", "condition"])
     else:
-        from mechinterp.cli.collapse import collapse_from_args
-
         _, res = collapse_from_args(args, model, suite)
         words_df, side, descriptions, efficacy = res.words, res.side_effects, res.descriptions, res.efficacy
     if args.linking:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mechinterp.datasets import DATASETS, ENV_DATA, PACKAGE_DATA, data_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list the shipped human data sets (licences, sizes, where they are)")
@@ -16,8 +18,6 @@ def _size(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.datasets import DATASETS, ENV_DATA, PACKAGE_DATA, data_dir
-
     root = data_dir()
     print(f"data folder: {root}" + (f" (from {ENV_DATA})" if root != PACKAGE_DATA else " (shipped with the package)"))
     for ds in DATASETS.values():

@@ -25,6 +25,31 @@ from typing import Any
 import pandas as pd
 
 from mechinterp.cli import common
+from mechinterp.compare.figures import effects_figure as compare_figure
+from mechinterp.compare.figures import headline_table
+from mechinterp.compare.humans import (
+    load_natural_stories,
+    load_sap_effects,
+    noise_ceiling,
+    published_effects,
+)
+from mechinterp.compare.likeness import compare
+from mechinterp.effects import garden_path_effects, summarise_effects
+from mechinterp.errors import ConfigError
+from mechinterp.explore.demo import first_items, small_link
+from mechinterp.interventions.collapse import run_collapse
+from mechinterp.interventions.spec import build, parse_spec
+from mechinterp.layers import parse_layers
+from mechinterp.locate.figures import NOTES, curves, heatmaps, summarise
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.probes import ProbeSettings, run_probes
+from mechinterp.probes.figures import readout_figure
+from mechinterp.progress import Stage
+from mechinterp.reports import workbench as wb
+from mechinterp.reports.effects import effects_figure, item_effects_figure
+from mechinterp.reports.html import write_report
+from mechinterp.stimuli import builtin_suites
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 #: Settings of a full run and of ``--quick`` (a smoke run), for options left unset.
 DEFAULTS = {"items": 8, "probe_layers": "every 2", "probe_sentences": 40, "ns_words": 100, "n_boot": 2000}
@@ -79,8 +104,6 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _layers(spec: str, n_layers: int) -> list[int]:
-    from mechinterp.layers import parse_layers
-
     return parse_layers(spec, n_layers)
 
 
@@ -98,10 +121,6 @@ def stage_effects(args: argparse.Namespace, model: Any, out: Path) -> dict[str, 
     Example:
         >>> stage_effects(settings(args), model, Path("out/demo"))["summary"]
     """
-    from mechinterp.effects import garden_path_effects, summarise_effects
-    from mechinterp.stimuli import builtin_suites
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     words, items = [], []
     for suite in suites:
@@ -128,14 +147,11 @@ def stage_patching(args: argparse.Namespace, model: Any, suite: Any, out: Path) 
         out: The output directory.
 
     Returns:
-        ``table`` (one row per item x site) and ``summary`` (:func:`mechinterp.reports.patching.summarise`).
+        ``table`` (one row per item x site) and ``summary`` (:func:`mechinterp.locate.figures.summarise`).
 
     Example:
         >>> stage_patching(args, model, first_items(load_suite("npz"), 4), Path("out/demo"))["summary"]
     """
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
-    from mechinterp.reports.patching import summarise
-
     sites = parse_sweep("resid_pre@*:region=*/last", model, suite)
     cfg = PatchConfig(directions=("clean_to_corrupt",))
     df = patch_suite(model, suite, sites, cfg, exact=True)
@@ -163,8 +179,6 @@ def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) ->
     Example:
         >>> stage_probes(args, model, suite, Path("out/demo"))["result"].verdicts
     """
-    from mechinterp.probes import ProbeSettings, run_probes
-
     layers = _layers(args.probe_layers, model.n_layers)
     ps = ProbeSettings(n_per_class=args.probe_sentences, folds=2, control=False, random_directions=0,
                        baselines=False, transfer=False, bootstrap=max(100, min(args.n_boot, 1000)))
@@ -217,11 +231,6 @@ def stage_collapse(args: argparse.Namespace, model: Any, suite: Any, spec_text: 
     Example:
         >>> stage_collapse(args, model, suite, "commit=clamp:layer=8,fit=readings", corpus, Path("out/demo"))
     """
-    from mechinterp.effects import summarise_effects
-    from mechinterp.interventions.collapse import run_collapse
-    from mechinterp.interventions.spec import build, parse_spec
-    from mechinterp.surprisal import SurprisalConfig
-
     spec = parse_spec(spec_text)
     built = {spec.name: build(model, spec, suite, backend=args.backend)}
     res = run_collapse(model, suite, built, SurprisalConfig(backend=args.backend), corpus, args.ns_words)
@@ -250,15 +259,11 @@ def stage_compare(args: argparse.Namespace, model: Any, suite: Any, collapse: An
         out: The output directory.
 
     Returns:
-        ``comparison`` (:class:`mechinterp.compare.Comparison`) and ``fit`` (the linking fit).
+        ``comparison`` (:class:`mechinterp.compare.likeness.Comparison`) and ``fit`` (the linking fit).
 
     Example:
         >>> stage_compare(args, model, suite, col["result"], corpus, Path("out/demo"))["comparison"].table()
     """
-    from mechinterp.compare import compare
-    from mechinterp.explore.demo import small_link
-    from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
-
     fit = small_link(model, corpus, _stories(args.ns_stories), args.ns_words)
     fit.save(out / "link.json")
     cmp = compare(collapse.words, suite, fit, published_effects("ClassicGP"), load_sap_effects(None, "ClassicGP", "item"),
@@ -274,8 +279,6 @@ def stage_compare(args: argparse.Namespace, model: Any, suite: Any, collapse: An
 
 
 def _stories(text: str) -> list[int]:
-    from mechinterp.errors import ConfigError
-
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
@@ -295,13 +298,6 @@ def run(args: argparse.Namespace) -> int:
         >>> run(build_parser().parse_args(["demo", "--quick"]))
         0
     """
-    from mechinterp.explore.demo import first_items
-    from mechinterp.humans import load_natural_stories
-    from mechinterp.interventions.spec import parse_spec
-    from mechinterp.progress import Stage
-    from mechinterp.reports import workbench as wb
-    from mechinterp.reports.html import write_report
-
     settings(args)
     out = Path(args.out_dir)
     if args.intervention:
@@ -363,13 +359,6 @@ def report_blocks(model: Any, eff: dict, patch: dict, probes: dict, col: dict, c
     Example:
         >>> write_report(path, title, report_blocks(model, eff, patch, probes, col, cmp, summary, focus, hs, spec))
     """
-    from mechinterp.probes.figures import readout_figure
-    from mechinterp.reports import workbench as wb
-    from mechinterp.reports.compare import effects_figure as compare_figure
-    from mechinterp.reports.compare import headline_table
-    from mechinterp.reports.effects import effects_figure, item_effects_figure
-    from mechinterp.reports.patching import NOTES, curves, heatmaps
-
     cons = focus.constructions[0]
     suites = ", ".join(f"{s.name} ({len(s.items)} items)" for s in eff["suites"])
     per_cons = len(human_suite.items) // max(1, len(human_suite.constructions))

@@ -6,6 +6,10 @@ import argparse
 from pathlib import Path
 
 from mechinterp.cli import common
+from mechinterp.effects import garden_path_effects, summarise_effects
+from mechinterp.errors import ConfigError
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
+from mechinterp.tables import check_out_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.effects import garden_path_effects, summarise_effects
-    from mechinterp.errors import ConfigError
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-    from mechinterp.tables import check_out_path
-
     out = common.out_path(args)
     items_out = check_out_path(args.items_out) if args.items_out else None
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mechinterp.cli import common
+from mechinterp.effects import evaluate_predictions
+from mechinterp.surprisal import SurprisalConfig, region_surprisal, suite_surprisal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.effects import evaluate_predictions
-    from mechinterp.surprisal import SurprisalConfig, region_surprisal, suite_surprisal
-
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
     model = common.get_model(args)

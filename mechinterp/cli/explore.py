@@ -17,7 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mechinterp.models import DEFAULT_MODEL
+from mechinterp.datasets import naturalstories_dir
+from mechinterp.errors import ConfigError
+from mechinterp.explore.demo import build_demo
+from mechinterp.models import DEFAULT_MODEL, load_model
+from mechinterp.models.registry import get_spec
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "explorer.py"
 
@@ -84,9 +88,6 @@ def streamlit_command(port: int | None = None, headless: bool = False, address: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.errors import ConfigError
-    from mechinterp.models.registry import get_spec
-
     if not APP.exists():
         raise ConfigError(f"the explorer app {APP} is missing: it ships with the source checkout (pip install -e .)")
     get_spec(args.model)  # an unknown model is reported now, not in the browser
@@ -105,10 +106,6 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would write demo results for {args.model} into {args.demo}")
         else:
-            from mechinterp.datasets import naturalstories_dir
-            from mechinterp.explore.demo import build_demo
-            from mechinterp.models import load_model
-
             ns = args.naturalstories
             ns = None if ns.strip().lower() in ("", "none") else (naturalstories_dir() if ns == "shipped" else ns)
             print(f"writing demo results for {args.model} into {args.demo} ...")

@@ -6,6 +6,8 @@ import argparse
 
 import pandas as pd
 
+from mechinterp.models import REGISTRY, load_model
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the known models (parameters, layers, width, source)")
@@ -15,8 +17,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.models import REGISTRY, load_model
-
     if args.rebuild:
         m = load_model(args.rebuild, rebuild=True)
         print(f"rebuilt {m.name} in {m.path} (weights sha256 {m.weights_sha256[:16]})")

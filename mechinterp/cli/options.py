@@ -26,6 +26,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
+from pydantic import ValidationError
+
 from mechinterp.errors import ConfigError
 
 
@@ -171,8 +173,6 @@ def config_from_args(config: type, args: argparse.Namespace, fields: Sequence[st
     Raises:
         ConfigError: A value the config refuses, naming the option.
     """
-    from pydantic import ValidationError
-
     kwargs = {name: getattr(args, name) for name in fields}
     kwargs.update(extra)
     try:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from mechinterp.cli import common
 from mechinterp.cli.options import add_config_options, config_from_args
-from mechinterp.patching import PatchConfig
+from mechinterp.errors import ConfigError
+from mechinterp.locate.figures import write_patching_report
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.locate.patching.attribution import correlation
 
 PATCH_FIELDS = ["metric", "alternative", "rows_per_pass"]
 PATCH_HELPS = {
@@ -41,12 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mechinterp.attribution import correlation
-    from mechinterp.errors import ConfigError
-    from mechinterp.patching import parse_sweep, patch_suite
-
     out = common.out_path(args)
     if args.report and not args.report.endswith((".html", ".htm")):
         raise ConfigError(f"--report {args.report}: use an .html file name")
@@ -77,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
     prov = common.provenance("patch", args, model, suites, **extra)
     common.write(df, out, prov)
     if args.report:
-        from mechinterp.reports.patching import write_patching_report
-
         write_patching_report(df, args.report, prov.to_json(), min_gap=args.min_gap,
                               title=f"Activation patching: {model.spec.display_name}, {', '.join(s.name for s in suites)}")
         print(f"wrote report {args.report}")

@@ -11,8 +11,21 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError
 
 from mechinterp.cli import common
+from mechinterp.errors import ConfigError
+from mechinterp.probes.confounds import cue_report
+from mechinterp.probes.lexical import suite_content_words
+from mechinterp.probes.templates import generate
+from mechinterp.probes.train import ProbeSettings
+from mechinterp.sweeps.execute import execute_job
+from mechinterp.sweeps.jobs import JobSpec
+from mechinterp.sweeps.runner import collect
+from mechinterp.sweeps.store import ResultsStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,17 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pydantic import ValidationError
-
-    from mechinterp.errors import ConfigError
-    from mechinterp.probes.train import ProbeSettings
-    from mechinterp.sweeps.execute import execute_job
-    from mechinterp.sweeps.jobs import JobSpec
-    from mechinterp.sweeps.runner import collect
-    from mechinterp.sweeps.store import ResultsStore
-
     try:
         settings = ProbeSettings(C=args.C, n_per_class=args.n_per_class, folds=args.folds, which=args.which,
                                  control=not args.no_control, transfer=not args.no_transfer,
@@ -78,8 +80,6 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"wrote {len(res.artifacts)} probes and tables {', '.join(sorted(tables))} to {st.root}")
     best = st.root / "best_sites.parquet"
     if best.exists():
-        import pandas as pd
-
         df = pd.read_parquet(best)
         cols = [c for c in ("model", "construction", "layer", "accuracy", "selectivity", "verdict") if c in df]
         print(df[cols].to_string(index=False))
@@ -87,10 +87,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sentences(args: argparse.Namespace) -> int:
-    from mechinterp.probes.confounds import cue_report
-    from mechinterp.probes.lexical import suite_content_words
-    from mechinterp.probes.templates import generate
-
     out = common.out_path(args)
     ts = generate(args.construction, args.n_per_class, args.seed)
     df = ts.frame()

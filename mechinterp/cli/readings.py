@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from mechinterp.cli import common
+from mechinterp.readings import exact_readings, load_continuations
+from mechinterp.readings.sampled import sampled_readings
+from mechinterp.readings.summary import compare_estimators, summarise_readings
 
 
 def _sibling(path: Path, part: str) -> Path:
@@ -30,12 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mechinterp.readings import exact_readings, load_continuations
-    from mechinterp.readings.sampled import sampled_readings
-    from mechinterp.readings.summary import compare_estimators, summarise_readings
-
     out = common.out_path(args)
     sets = load_continuations(args.continuations)
     suite = common.get_suite(args.suite)

@@ -12,11 +12,22 @@ from __future__ import annotations
 import argparse
 import logging
 
+import pandas as pd
+
 from mechinterp.cli import common
 from mechinterp.cli.options import add_config_options, config_fields, config_from_args
+from mechinterp.errors import ConfigError
 from mechinterp.layers import check_layer_text, check_layers
-from mechinterp.saes.cards import CardConfig
-from mechinterp.saes.train import TrainConfig
+from mechinterp.reports.html import write_report
+from mechinterp.saes.cards import CardConfig, build_card, stimulus_activations
+from mechinterp.saes.corpus import load_corpus, prepare_corpus
+from mechinterp.saes.features import FeatureConfig, suite_features
+from mechinterp.saes.figures import card_blocks, features_blocks, quality_blocks
+from mechinterp.saes.load import load_sae
+from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
+from mechinterp.saes.train import TrainConfig, train_sae
+from mechinterp.stimuli import builtin_suites
+from mechinterp.tables import check_out_path
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +76,6 @@ def one_layer(text: str, n_layers: int | None, option: str) -> int | None:
     Raises:
         ConfigError: Not exactly one layer, a negative one, or one out of range.
     """
-    from mechinterp.errors import ConfigError
-
     try:
         if n_layers is None:
             check_layer_text(text)
@@ -141,8 +150,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    from mechinterp.saes.corpus import load_corpus, prepare_corpus
-
     path = prepare_corpus(args.sources, force=args.force, deb_dir=args.deb_dir)
     corpus = load_corpus(args.sources, fetch=False)
     info = corpus.identity()
@@ -153,9 +160,6 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mechinterp.saes.corpus import load_corpus
-    from mechinterp.saes.train import train_sae
-
     one_layer(args.layer, None, "--layer")  # grammar and sign, before anything is loaded
     config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=0, component=args.component)
     common.seed_everything(args.seed)
@@ -165,8 +169,6 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=layer, component=args.component)
     res = train_sae(model, corpus, cfg, args.out_dir, n_ce_docs=args.n_ce_docs)
     _print_quality(res.quality)
-    from mechinterp.reports.html import write_report
-    from mechinterp.saes.figures import quality_blocks
 
     write_report(res.path / "quality.html", f"SAE quality: {res.quality.get('site')}", quality_blocks(res.quality),
                  provenance=res.sae.training.get("provenance"))
@@ -188,29 +190,18 @@ def _print_quality(q: dict) -> None:
 
 
 def run_quality(args: argparse.Namespace) -> int:
-    from mechinterp.errors import ConfigError
-    from mechinterp.saes.load import load_sae
-
     sae = load_sae(args.sae)
     q = sae.quality()
     if q is None:
         raise ConfigError(f"{args.sae} has no quality.json (SAEs trained with `mechinterp sae train` have one)")
     _print_quality(q)
     if args.report:
-        from mechinterp.reports.html import write_report
-        from mechinterp.saes.figures import quality_blocks
-
         write_report(args.report, f"SAE quality: {q.get('site')}", quality_blocks(q), provenance=sae.training.get("provenance"))
         print(f"wrote {args.report}")
     return 0
 
 
 def run_features(args: argparse.Namespace) -> int:
-    from mechinterp.errors import ConfigError
-    from mechinterp.saes.features import FeatureConfig, suite_features
-    from mechinterp.saes.load import load_sae
-    from mechinterp.stimuli import builtin_suites
-
     out = common.out_path(args)
     if args.report and not args.report.endswith((".html", ".htm")):
         raise ConfigError(f"--report {args.report}: use an .html file name")
@@ -233,10 +224,6 @@ def run_features(args: argparse.Namespace) -> int:
             common.write(df, path, prov)
     print(res.summary.to_string(index=False) if len(res.summary) else "no feature passed the tests")
     if not args.no_readings:
-        import pandas as pd
-
-        from mechinterp.saes.readings import ReadingFeatureConfig, reading_features
-
         rcfg = ReadingFeatureConfig(n_permutations=min(args.permutations, 10_000), alpha=args.alpha, seed=args.seed)
         parts = [(s.name, reading_features(model, sae, s, rcfg)) for s in suites if s.ambiguity is not None]
         for name in ("stats", "on_stimuli"):
@@ -248,9 +235,6 @@ def run_features(args: argparse.Namespace) -> int:
             print("\nfeatures of each reading (generated sentences) at the ambiguous word:")
             print(on.drop(columns=["features"]).to_string(index=False))
     if args.report:
-        from mechinterp.reports.html import write_report
-        from mechinterp.saes.figures import features_blocks
-
         write_report(args.report, f"SAE features per reading ({sae.hook_name})", features_blocks(res, cfg),
                      provenance=prov.to_json())
         print(f"wrote {args.report}")
@@ -258,14 +242,6 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from mechinterp.errors import ConfigError
-    from mechinterp.reports.html import write_report
-    from mechinterp.saes.cards import build_card, stimulus_activations
-    from mechinterp.saes.figures import card_blocks
-    from mechinterp.saes.load import load_sae
-    from mechinterp.stimuli import builtin_suites
-    from mechinterp.tables import check_out_path
-
     out = check_out_path(args.out) if args.out else None
     if not args.report.endswith((".html", ".htm")):
         raise ConfigError(f"--report {args.report}: use an .html file name")
@@ -285,8 +261,6 @@ def run_card(args: argparse.Namespace) -> int:
                  provenance=prov.to_json())
     print(f"wrote {args.report}")
     if out is not None:
-        import pandas as pd
-
         common.write(pd.concat(tables, ignore_index=True), out, prov)
     return 0
 

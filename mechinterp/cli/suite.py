@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 
 from mechinterp.errors import MechinterpError, SuiteError
-from mechinterp.stimuli.library import BUILTIN_DIR, builtin_suites, load_suite, suite_format
+from mechinterp.models import load_model
+from mechinterp.stimuli.library import (
+    BUILTIN_DIR,
+    builtin_suites,
+    load_suite,
+    suite_format,
+)
 from mechinterp.stimuli.syntaxgym import write_syntaxgym
 from mechinterp.stimuli.table import check_spreadsheet, write_spreadsheet
 from mechinterp.stimuli.types import Suite
@@ -117,8 +123,6 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"suite: {suite.name} ({len(suite.items)} items)\nspacing: {suite.spacing}")
         model = None
         if args.model:
-            from mechinterp.models import load_model
-
             model = load_model(args.model)
         try:
             print("\n".join(describe(suite, model, args.max_items)))

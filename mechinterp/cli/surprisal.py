@@ -6,7 +6,7 @@ import argparse
 
 from mechinterp.cli import common
 from mechinterp.cli.options import add_config_options, config_from_args
-from mechinterp.surprisal import SurprisalConfig
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 SURPRISAL_FIELDS = ["batch_size", "padding_side", "whitespace"]
 SURPRISAL_HELPS = {
@@ -27,8 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.surprisal import suite_surprisal
-
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
     model = common.get_model(args)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from mechinterp.sweeps.runner import run_sweep
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="run a probe sweep file (models x suites x sites x settings x seeds), resumably",
-        description="Run the jobs of a sweep TOML file (see probes/*.toml) into a results store, skipping jobs "
+        description="Run the jobs of a sweep TOML file (see sweeps/*.toml) into a results store, skipping jobs "
                     "already finished. Safe to kill at any moment: run it again to resume.",
     )
     p.add_argument("file", help="sweep file (.toml)")
@@ -21,8 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mechinterp.sweeps.runner import run_sweep
-
     out = run_sweep(args.file, store=args.store, executor=args.executor, ray_address=args.ray_address,
                     num_cpus=args.num_cpus, dry_run=args.dry_run)
     if args.dry_run:

@@ -19,8 +19,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mechinterp.compare.humans import published_effects
+from mechinterp.compare.likeness import item_design
+from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
 from mechinterp.explore.inputs import one_item
+from mechinterp.interventions.compose import suite_surprisal_under
+from mechinterp.interventions.spec import build, parse_spec
+from mechinterp.locate.activations import collect, collect_rows
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.locate.sites import Site
+from mechinterp.stimuli.constructions import canonical_construction
+from mechinterp.surprisal import suite_surprisal
 from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
@@ -43,9 +53,6 @@ def has_pair(suite: "Suite", item: "Item") -> bool:
 # ---- behaviour ----------------------------------------------------------------------------------------------
 def item_words(model: "Model", suite: "Suite", item: "Item", intervention: Any = None) -> pd.DataFrame:
     """One row per condition x word (columns of :func:`mechinterp.surprisal.suite_surprisal`)."""
-    from mechinterp.interventions.compose import suite_surprisal_under
-    from mechinterp.surprisal import suite_surprisal
-
     one = one_item(suite, item)
     if intervention is None:
         return suite_surprisal(model, one, show_progress=False)
@@ -54,8 +61,6 @@ def item_words(model: "Model", suite: "Suite", item: "Item", intervention: Any =
 
 def item_effects(words: pd.DataFrame, suite: "Suite", item: "Item") -> pd.DataFrame | None:
     """The item's garden-path effect per ROI, or None when it lacks one of the two conditions."""
-    from mechinterp.effects import garden_path_effects
-
     if not has_pair(suite, item):
         return None
     return garden_path_effects(words, one_item(suite, item), ROIS)
@@ -76,8 +81,6 @@ def probe_curve(model: "Model", probes: Sequence[Any], suite: "Suite", item: "It
     """P(preferred reading) from each probe (a :class:`~mechinterp.probes.ProbeArtifact`) at its site in every
     condition of ``item``: one row per probe x condition (columns construction, layer, component, seed,
     condition, ambiguous, p_preferred, preferred_reading, other_reading)."""
-    from mechinterp.sites import collect
-
     if not probes:
         raise ConfigError("no probes to apply")
     amb = suite.ambiguity
@@ -115,9 +118,7 @@ def summarise_curve(curve: pd.DataFrame) -> pd.DataFrame:
 # ---- patching ------------------------------------------------------------------------------------------------
 def item_patching(model: "Model", suite: "Suite", item: "Item", spec: str | None = DEFAULT_PATCH_SWEEP,
                   metric: str = "surprisal", rows_per_pass: int = 64) -> pd.DataFrame:
-    """Exact activation patching of one item in both directions (table of :func:`mechinterp.patching.patch_suite`)."""
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
-
+    """Exact activation patching of one item in both directions (table of :func:`mechinterp.locate.patching.patch_suite`)."""
     if not has_pair(suite, item):
         raise ConfigError("patching needs both versions of the item: type a control (unambiguous) sentence too")
     one = one_item(suite, item)
@@ -150,8 +151,6 @@ def sae_item_activations(model: "Model", sae: Any, suite: "Suite", item: "Item",
     """Encode the item's activations at the SAE's site (BOS left out) and keep the ``n_features`` features
     that differ most between the conditions at the last token of the ambiguous region (or, with one
     condition or no ambiguous region, the most active ones there / anywhere)."""
-    from mechinterp.sites import Site, collect_rows
-
     if n_features < 1:
         raise ConfigError(f"n_features must be >= 1, got {n_features}")
     sae.check_model(model)
@@ -239,8 +238,6 @@ def build_intervention(model: "Model", spec: Any, suite: "Suite") -> Any:
     """Parse (a string, without reading ``@file``) and fit an intervention for ``suite`` (its default fitting
     suites are the built-in suites of the suite's constructions, see
     :func:`mechinterp.interventions.spec.build`)."""
-    from mechinterp.interventions.spec import build, parse_spec
-
     return build(model, parse_spec(spec, files=False) if isinstance(spec, str) else spec, suite)
 
 
@@ -258,18 +255,13 @@ def compare_runs(original: pd.DataFrame, intervened: pd.DataFrame) -> pd.DataFra
 def human_effects(construction: str, subset: str = "ClassicGP") -> pd.DataFrame:
     """The SAP Benchmark's published effects (ms) for ``construction`` at ROIs 0-2: humans with 95% intervals
     and the paper's GPT-2 / LSTM / no-surprisal predictions; empty if the benchmark does not cover it."""
-    from mechinterp.humans import published_effects
-    from mechinterp.stimuli.constructions import canonical_construction
-
     df = published_effects(subset, None)
     return df[df["construction"] == canonical_construction(construction)].reset_index(drop=True)
 
 
 def item_predicted_ms(words: pd.DataFrame, suite: "Suite", item: "Item", fit: Any) -> pd.DataFrame:
     """The item's garden-path effect per ROI in bits and as predicted milliseconds through ``fit`` (a
-    :class:`mechinterp.linking.LinkingFit`)."""
-    from mechinterp.compare import item_design
-
+    :class:`mechinterp.compare.linking.LinkingFit`)."""
     if not has_pair(suite, item):
         raise ConfigError("a predicted effect needs both versions of the item")
     d = item_design(words, one_item(suite, item), fit, ROIS)

@@ -24,7 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mechinterp.compare.humans import (
+    load_natural_stories,
+    noise_ceiling,
+    published_effects,
+)
+from mechinterp.compare.likeness import compare
+from mechinterp.compare.linking import fit_natural_stories
+from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
+from mechinterp.interventions.collapse import run_collapse
+from mechinterp.interventions.spec import build, parse_spec
+from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
+from mechinterp.provenance import Provenance
+from mechinterp.saes.corpus import template_corpus
+from mechinterp.saes.train import TrainConfig, train_sae
+from mechinterp.stimuli import Suite, load_suite
+from mechinterp.surprisal import suite_surprisal
+from mechinterp.sweeps import run_sweep
+from mechinterp.tables import write_table
 
 log = logging.getLogger(__name__)
 DONE = ".demo-complete.json"
@@ -64,8 +82,6 @@ def first_items(suite: Any, n_items: int, per_construction: bool = False) -> Any
         >>> first_items(load_suite("sap:ClassicGP"), 2, per_construction=True).constructions
         ['MV/RR', 'NP/S', 'NP/Z']
     """
-    from mechinterp.stimuli import Suite
-
     if n_items < 1:
         raise ConfigError(f"n_items must be at least 1, got {n_items}")
     seen: dict[str, int] = {}
@@ -85,26 +101,22 @@ def small_link(model: Any, corpus: Any, stories: Sequence[int], words_per_story:
 
     Args:
         model: A loaded :class:`mechinterp.models.Model`.
-        corpus: The Natural Stories corpus (:func:`mechinterp.humans.load_natural_stories`).
+        corpus: The Natural Stories corpus (:func:`mechinterp.compare.humans.load_natural_stories`).
         stories: Story numbers to fit on.
         words_per_story: The first N words of each story.
 
     Returns:
-        The :class:`mechinterp.linking.LinkingFit`.
+        The :class:`mechinterp.compare.linking.LinkingFit`.
 
     Example:
         >>> fit = small_link(model, load_natural_stories(), (1, 2), 60)
     """
-    from mechinterp.linking import fit_natural_stories
-
     sub = corpus.subset(list(stories), words_per_story)
     fit, _ = fit_natural_stories(model, sub, features="length_position", window_words=60, context_words=20)
     return fit
 
 
 def _prov(command: str, model: Any, suite: Any, config: dict[str, Any]) -> Any:
-    from mechinterp.provenance import Provenance
-
     return Provenance(command=command, config=config, model=model.identity(),
                       suite=suite.identity() if suite is not None else None, seed=config.get("seed"))
 
@@ -126,17 +138,6 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
                naturalstories: str | Path | None = None, force: bool = False) -> Path:
     """Write the demo results for ``model`` under ``root`` (skipped when a complete demo for the same model
     and settings is already there, unless ``force``)."""
-    from mechinterp.effects import garden_path_effects
-    from mechinterp.interventions.collapse import run_collapse
-    from mechinterp.interventions.spec import build, parse_spec
-    from mechinterp.patching import PatchConfig, parse_sweep, patch_suite
-    from mechinterp.saes.corpus import template_corpus
-    from mechinterp.saes.train import TrainConfig, train_sae
-    from mechinterp.stimuli import load_suite
-    from mechinterp.surprisal import suite_surprisal
-    from mechinterp.sweeps import run_sweep
-    from mechinterp.tables import write_table
-
     root = Path(root)
     stamp = {"model": model.weights_sha256, "settings": repr(settings), "naturalstories": str(naturalstories)}
     done = root / DONE
@@ -185,9 +186,6 @@ def build_demo(model: Any, root: str | Path, settings: DemoSettings = DemoSettin
     write_table(res.side_effects, root / "collapse.side_effects.parquet", prov)
 
     if naturalstories is not None and Path(naturalstories).is_dir():
-        from mechinterp.compare import compare
-        from mechinterp.humans import load_natural_stories, noise_ceiling, published_effects
-
         log.info("demo: linking fit and comparison")
         fit = small_link(model, load_natural_stories(naturalstories), settings.ns_stories, settings.ns_words_per_story)
         fit.save(root / "link.json")

@@ -16,7 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mechinterp.datasets import data_dir
 from mechinterp.errors import ConfigError
+from mechinterp.interventions.spec import ClampSpec, SAESpec, FittedSpec, parse_spec
+from mechinterp.models.registry import REGISTRY
+from mechinterp.stimuli import builtin_suites
+from mechinterp.stimuli.library import BUILTIN_DIR
 
 if TYPE_CHECKING:
     from mechinterp.interventions.spec import InterventionSpec
@@ -47,10 +52,6 @@ def allowed_roots(environ: dict[str, str] | None = None) -> tuple[Path, ...]:
         Resolved paths: the results directory, the package's data, the start model and suite when they are
         paths, and every ``MECHINTERP_EXPLORER_ALLOW`` entry.
     """
-    from mechinterp.datasets import data_dir
-    from mechinterp.models.registry import REGISTRY
-    from mechinterp.stimuli.library import BUILTIN_DIR
-
     env = os.environ if environ is None else environ
     roots = [env.get(ENV_RESULTS) or "out", BUILTIN_DIR]
     try:
@@ -94,8 +95,6 @@ def confine(path: str | Path, allowed: Iterable[Path], what: str = "path") -> Pa
 
 
 def _is_named_suite(spec: str) -> bool:
-    from mechinterp.stimuli import builtin_suites
-
     return spec in builtin_suites() or bool(_SAP_NAME.fullmatch(spec))
 
 
@@ -111,8 +110,6 @@ def suite_spec(spec: str, allowed: Iterable[Path]) -> str:
 def model_name(name: str, allowed: Iterable[Path]) -> str:
     """A model for :func:`mechinterp.models.load_model`: a registry name as given, a local directory only
     inside ``allowed`` (resolved)."""
-    from mechinterp.models.registry import REGISTRY
-
     name = name.strip()
     if name in REGISTRY:
         return name
@@ -126,8 +123,6 @@ def check_spec(text: str, allowed: Iterable[Path]) -> InterventionSpec:
     Returns:
         The parsed spec, with its paths resolved.
     """
-    from mechinterp.interventions.spec import ClampSpec, SAESpec, _Fitted, parse_spec
-
     allowed = tuple(allowed)
     spec = parse_spec(text, files=False)
     parts = []
@@ -137,7 +132,7 @@ def check_spec(text: str, allowed: Iterable[Path]) -> InterventionSpec:
             update["sae"] = str(confine(part.sae, allowed, "SAE directory"))
         if isinstance(part, ClampSpec) and part.probe:
             update["probe"] = str(confine(part.probe, allowed, "probe"))
-        if isinstance(part, _Fitted) and part.fit:
+        if isinstance(part, FittedSpec) and part.fit:
             update["fit"] = tuple(f if f in _FIT_NAMES else suite_spec(f, allowed) for f in part.fit)
         parts.append(part.model_copy(update=update) if update else part)
     return spec.model_copy(update={"parts": tuple(parts)})

@@ -8,7 +8,7 @@ and sorts what it finds by what it is, from the files themselves, never from the
 * sweep results stores (:class:`mechinterp.sweeps.ResultsStore`: ``jobs/<id>/job.json``) and the probe
   artifacts in them;
 * SAE directories (SAE-Lens layout: ``cfg.json`` + ``sae_weights.safetensors``);
-* saved surprisal-to-ms links (:class:`mechinterp.linking.LinkingFit` JSON).
+* saved surprisal-to-ms links (:class:`mechinterp.compare.linking.LinkingFit` JSON).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mechinterp.errors import ConfigError
 
@@ -126,7 +127,6 @@ def table_columns(path: Path) -> list[str]:
     """Column names of a CSV or Parquet file without reading its rows."""
     if path.suffix.lower() == ".csv":
         return list(pd.read_csv(path, nrows=0).columns)
-    import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
 

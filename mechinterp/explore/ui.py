@@ -27,7 +27,18 @@ import streamlit as st
 
 from mechinterp.errors import ConfigError, MechinterpError
 from mechinterp.explore import inputs, paths
+from mechinterp.explore.compute import (
+    build_intervention,
+    item_patching,
+    item_words,
+    sae_item_activations,
+)
 from mechinterp.explore.results import Catalogue, scan
+from mechinterp.models import load_model
+from mechinterp.models.registry import REGISTRY
+from mechinterp.probes import ProbeArtifact
+from mechinterp.saes.load import load_sae as _load
+from mechinterp.stimuli import builtin_suites, load_suite
 
 log = logging.getLogger("mechinterp.explore")
 
@@ -80,8 +91,6 @@ def guard(what: str = "") -> Iterator[None]:
 @st.cache_resource(show_spinner="Loading the model (the first load of a registry model converts it once) …",
                    max_entries=2)
 def _load_model(name: str) -> Any:
-    from mechinterp.models import load_model
-
     return load_model(name)
 
 
@@ -91,8 +100,6 @@ def model(sel: Selection) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _load_suite(spec: str) -> Any:
-    from mechinterp.stimuli import load_suite
-
     return load_suite(spec)
 
 
@@ -103,8 +110,6 @@ def allowed_path(path: str, what: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the SAE …", max_entries=4)
 def _load_sae(path: str) -> Any:
-    from mechinterp.saes.load import load_sae as _load
-
     return _load(path)
 
 
@@ -115,8 +120,6 @@ def load_sae(path: str) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=512)
 def _load_probe(path: str) -> Any:
-    from mechinterp.probes import ProbeArtifact
-
     return ProbeArtifact.load(path)
 
 
@@ -127,8 +130,6 @@ def load_probe(path: str) -> Any:
 
 @st.cache_resource(show_spinner="Fitting the intervention (once per model, spec and suite) …", max_entries=8)
 def _build_intervention(model_name: str, spec: str, suite_key: str, _suite: Any) -> Any:
-    from mechinterp.explore.compute import build_intervention
-
     checked = paths.check_spec(spec, paths.allowed_roots())  # no @file; its paths inside the allowed folders
     return build_intervention(_load_model(model_name), checked, _suite)
 
@@ -155,14 +156,10 @@ def catalogue(sel: Selection, quiet: bool = False) -> Catalogue | None:
 
 # ---- sidebar ----------------------------------------------------------------------------------------------------
 def _registry() -> list[str]:
-    from mechinterp.models.registry import REGISTRY
-
     return list(REGISTRY)
 
 
 def _suite_options() -> list[str]:
-    from mechinterp.stimuli import builtin_suites
-
     return [*builtin_suites(), *SAP_SUITES]
 
 
@@ -320,8 +317,6 @@ def suite_key(sel: Selection) -> str:
 
 @st.cache_data(show_spinner="Scoring the sentences …", max_entries=64)
 def _words(model_name: str, skey: str, item_key: str, spec: str | None, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import item_words
-
     iv = None if spec is None else _build_intervention(model_name, spec, skey, _suite)
     return item_words(_load_model(model_name), _suite, _item, iv)
 
@@ -333,8 +328,6 @@ def words(sel: Selection, spec: str | None = None) -> Any:
 
 @st.cache_data(show_spinner="Patching every site of this item …", max_entries=16)
 def _patching(model_name: str, skey: str, item_key: str, spec: str, metric: str, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import item_patching
-
     return item_patching(_load_model(model_name), _suite, _item, spec, metric)
 
 
@@ -344,8 +337,6 @@ def patching(sel: Selection, spec: str, metric: str) -> Any:
 
 @st.cache_data(show_spinner="Encoding the activations with the SAE …", max_entries=16)
 def _sae_item(model_name: str, sae_path: str, skey: str, item_key: str, n: int, _suite: Any, _item: Any) -> Any:
-    from mechinterp.explore.compute import sae_item_activations
-
     return sae_item_activations(_load_model(model_name), load_sae(sae_path), _suite, _item, n)
 
 

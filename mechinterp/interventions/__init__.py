@@ -9,12 +9,18 @@
   :mod:`.collapse` — effects and side effects under each intervention.
 
 Hook interventions work on every backend (plain HF, TransformerLens bridge, nnsight): they are torch hooks on
-the shared HF modules (:mod:`mechinterp.hooks`), removed when the ``with`` block ends, also on error.
+the shared HF modules (:mod:`mechinterp.locate.hooks`), removed when the ``with`` block ends, also on error.
 """
 
-from mechinterp.interventions.base import AllPositions, Intervention, SiteEdit, TokenTable, apply_interventions, positions_of
+from mechinterp.interventions.base import (
+    AllPositions,
+    Intervention,
+    SiteEdit,
+    TokenTable,
+    apply_interventions,
+    positions_of,
+)
 from mechinterp.interventions.clamp import ProbeClamp, clamp_from_probe, fit_clamp
-from mechinterp.interventions.collapse import CollapseResult, run_collapse
 from mechinterp.interventions.compose import (
     Composite,
     compose,
@@ -24,14 +30,22 @@ from mechinterp.interventions.compose import (
 )
 from mechinterp.interventions.erasure import Erasure, fit_erasure
 from mechinterp.interventions.labelled import Labelled, suite_activations
-from mechinterp.interventions.sae_clamp import SAEFeatureEdit, fit_sae_edit, select_features
+from mechinterp.interventions.sae_clamp import (
+    SAEFeatureEdit,
+    fit_sae_edit,
+    select_features,
+)
 from mechinterp.interventions.spec import InterventionSpec, build, build_all, parse_spec
-from mechinterp.interventions.truncation import Truncation, truncated_sentence_surprisal, truncated_suite_surprisal
+from mechinterp.interventions.truncation import (
+    Truncation,
+    truncated_sentence_surprisal,
+    truncated_suite_surprisal,
+)
 
 __all__ = [
-    "AllPositions", "CollapseResult", "Composite", "Erasure", "Intervention", "InterventionSpec", "Labelled",
+    "AllPositions", "Composite", "Erasure", "Intervention", "InterventionSpec", "Labelled",
     "ProbeClamp", "SAEFeatureEdit", "SiteEdit", "TokenTable", "Truncation", "apply_interventions", "build",
     "build_all", "clamp_from_probe", "compose", "fit_clamp", "fit_erasure", "fit_sae_edit", "intervene",
-    "parse_spec", "positions_of", "run_collapse", "select_features", "sentence_surprisal_under",
+    "parse_spec", "positions_of", "select_features", "sentence_surprisal_under",
     "suite_activations", "suite_surprisal_under", "truncated_sentence_surprisal", "truncated_suite_surprisal",
 ]

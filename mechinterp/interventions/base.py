@@ -6,7 +6,7 @@ ids. :class:`AllPositions` edits every token but BOS. :class:`TokenTable` knows 
 and, for each, the positions to edit (for instance the two words before the disambiguating word); rows it
 does not know (free text, truncated windows) are edited everywhere, nowhere, or refused (``unknown=``). A
 pre-hook on the token embedding reads the ids of each forward pass and computes every scope's mask once;
-the site hooks (``mechinterp.hooks.write_site``, which fire whichever backend runs: plain HF,
+the site hooks (``mechinterp.locate.hooks.write_site``, which fire whichever backend runs: plain HF,
 TransformerLens bridge or nnsight) apply their edit at the masked positions only. Right- and left-padded
 batches both work: a row matches a known sequence when the sequence sits at either end of the row and the
 rest is padding.
@@ -25,10 +25,12 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mechinterp.errors import ConfigError, RegionError
+from mechinterp.locate.hooks import embedding, forward_pre_hook, write_site
+from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
+    from mechinterp.locate.sites import Site
     from mechinterp.models import Model
-    from mechinterp.sites import Site
     from mechinterp.stimuli.types import Suite
     from mechinterp.tokenization import TokenizedText
 
@@ -146,8 +148,6 @@ class TokenTable(Scope):
                     n_words: int = 2, conditions: Conditions = "all", unknown: Unknown = "all") -> "TokenTable":
         """The positions ``where`` selects in every condition of ``suites`` (only ambiguous or unambiguous
         conditions with ``conditions=``; the others are known and left alone)."""
-        from mechinterp.tokenization import tokenize_condition
-
         table: dict[tuple[int, ...], frozenset[int]] = {}
         for suite in suites:
             for it in suite.items:
@@ -220,8 +220,6 @@ def _masked(fn: EditFn, scope: Scope, masks: _Masks) -> Callable[[Tensor], Tenso
 def apply_interventions(model: "Model", interventions: Sequence[Intervention]) -> Iterator[None]:
     """Apply ``interventions`` (in order; several edits of one site compose in that order) to every forward
     pass of ``model`` inside the block, on any backend. All hooks are removed on exit, also on error."""
-    from mechinterp.hooks import embedding, forward_pre_hook, write_site
-
     masks = _Masks()
     scopes = {id(iv.scope): iv.scope for iv in interventions}
 

@@ -23,7 +23,7 @@ from mechinterp.interventions.base import Intervention, Scope, SiteEdit
 from mechinterp.interventions.labelled import Labelled
 
 if TYPE_CHECKING:
-    from mechinterp.sites import Site
+    from mechinterp.locate.sites import Site
 
 
 @dataclass(frozen=True, eq=False)

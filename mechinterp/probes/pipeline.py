@@ -26,10 +26,16 @@ import pandas as pd
 import torch
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.sites import RegionPos, Site
 from mechinterp.probes import activations as acts_mod
 from mechinterp.probes.artifact import ProbeArtifact
 from mechinterp.probes.confounds import cue_report
-from mechinterp.probes.evaluate import Estimate, accuracy, paired_difference, selectivity
+from mechinterp.probes.evaluate import (
+    Estimate,
+    accuracy,
+    paired_difference,
+    selectivity,
+)
 from mechinterp.probes.labels import canonical, readings, transfer_kind
 from mechinterp.probes.lexical import suite_content_words
 from mechinterp.probes.readout import DecisionRule, verdict_row
@@ -230,6 +236,4 @@ def run_probes(
 
 
 def _site(layer: int, component: str, which: str):
-    from mechinterp.sites import RegionPos, Site
-
     return Site(layer, component, RegionPos("ambiguous", which))  # type: ignore[arg-type]

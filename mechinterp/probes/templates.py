@@ -49,6 +49,7 @@ import pandas as pd
 from mechinterp.errors import ConfigError
 from mechinterp.probes.labels import READINGS, canonical
 from mechinterp.probes.lexical import content_words
+from mechinterp.tokenization import tokenize_text
 
 LEXICON_PATH = Path(__file__).parent / "data" / "lexicon.toml"
 
@@ -86,8 +87,6 @@ class TrainingSentence:
         return self.text[: self.regions[REGION_TARGET][1]]
 
     def tokenized(self, tokenizer: Any, bos_token_id: int):
-        from mechinterp.tokenization import tokenize_text
-
         return tokenize_text(tokenizer, bos_token_id, self.text, self.regions)
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from mechinterp.errors import ConfigError
+from mechinterp.readings.exact import exact_readings
+from mechinterp.readings.sampled import sampled_readings
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -34,11 +36,7 @@ def reading_probabilities(model: "Model", suite: "Suite", method: Method = "exac
         >>> reading_probabilities(load_model("gemma3-270m"), load_suite("npz"), method="exact")
     """
     if method == "exact":
-        from mechinterp.readings.exact import exact_readings
-
         return exact_readings(model, suite, intervention, **kwargs)
     if method == "sampled":
-        from mechinterp.readings.sampled import sampled_readings
-
         return sampled_readings(model, suite, intervention, **kwargs)
     raise ConfigError(f"unknown reading estimator {method!r}: choose exact or sampled")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 
 from mechinterp.errors import ConfigError, SuiteError
+from mechinterp.readings.exact import exact_readings
 from mechinterp.readings.summary import COLLAPSE_FACTOR, efficacy
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ def readings_under(model: "Model", suite: "Suite", name: str, intervention: Any,
         Reading rows with an ``intervention`` column; empty (with a log line) where readings are undefined
         (no ambiguity annotation, unknown construction, context truncation).
     """
-    from mechinterp.readings.exact import exact_readings
-
     backend = config.backend if config is not None else "hf"
     try:
         out = [exact_readings(model, suite, intervention, backend=backend)]

@@ -18,6 +18,7 @@ import torch
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import batches, logits, pad_batch
+from mechinterp.interventions.base import apply_interventions
 from mechinterp.readings.continuations import ReadingSet, load_continuations, token_sets
 from mechinterp.readings.scope import extend_to_prefixes
 from mechinterp.readings.targets import ReadingTarget, reading_targets
@@ -111,7 +112,6 @@ def exact_readings(model: "Model", suite: "Suite", intervention: "Composite | An
         sets_per.append(sets)
     seqs = [(t.full_ids, s, len(t.prefix_ids)) for t, sets in zip(targets, sets_per) for s in _target_sequences(t, sets)]
     iv = extend_to_prefixes(intervention, seqs)
-    from mechinterp.interventions.base import apply_interventions
 
     with apply_interventions(model, iv.hooks if iv is not None else ()):
         masses = _masses(model, targets, sets_per, batch_size, backend)

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mechinterp.interventions.base import apply_interventions
+from mechinterp.readings.classify import classify
 from mechinterp.readings.exact import LN2, READING_COLUMNS
 from mechinterp.readings.scope import extend_to_prefixes
 from mechinterp.readings.targets import ReadingTarget, reading_targets
@@ -50,8 +52,6 @@ def sample_continuations(model: "Model", target: ReadingTarget, n: int, seed: in
     Returns:
         The decoded continuations (text after the prefix, with its leading whitespace).
     """
-    from mechinterp.interventions.base import apply_interventions
-
     g = _generator(seed, target)
     ids = torch.tensor([target.prefix_ids] * n, dtype=torch.long)
     n_prefix = len(target.prefix_ids)
@@ -86,8 +86,6 @@ def sampled_readings(model: "Model", suite: "Suite", intervention: Any = None, n
     Example:
         >>> sampled_readings(load_model("gemma3-270m"), load_suite("npz"), n_samples=10, seed=0)
     """
-    from mechinterp.readings.classify import classify
-
     rows = []
     for t in reading_targets(model, suite):
         conts = sample_continuations(model, t, n_samples, seed, max_new_tokens, intervention)

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from mechinterp.effects import bootstrap_mean_ci
 
@@ -64,8 +65,6 @@ def compare_estimators(exact: pd.DataFrame, sampled: pd.DataFrame, by: Sequence[
     Returns:
         One row per group (and "all"): n, spearman_rho, p_value.
     """
-    from scipy.stats import spearmanr
-
     key = ["construction", "item", "condition"]
     a = dispreferred(exact).set_index(key)["probability"].rename("exact")
     b = dispreferred(sampled).set_index(key)["probability"].rename("sampled")

@@ -10,6 +10,8 @@ from typing import Any, Sequence, Union
 import pandas as pd
 import plotly.graph_objects as go
 
+from mechinterp.io import write_text_atomic
+
 Block = Union[go.Figure, pd.DataFrame, str]
 
 
@@ -46,9 +48,4 @@ def render(title: str, blocks: Sequence[tuple[str, Block]], provenance: dict[str
 
 
 def write_report(path: str | Path, title: str, blocks: Sequence[tuple[str, Block]], provenance: dict | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(title, blocks, provenance), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, render(title, blocks, provenance))

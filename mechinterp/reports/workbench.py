@@ -61,7 +61,7 @@ def patching_sentence(summary: pd.DataFrame, threshold: float = 0.5) -> str:
     """Where the information the cue adds sits, from a clean -> corrupt patching summary.
 
     Args:
-        summary: :func:`mechinterp.reports.patching.summarise` output for one construction.
+        summary: :func:`mechinterp.locate.figures.summarise` output for one construction.
         threshold: The share of the effect a site must restore to count as carrying it.
 
     Returns:
@@ -165,8 +165,8 @@ def compare_sentence(table: pd.DataFrame, order: pd.DataFrame, ms_per_bit: float
     """Predicted against human garden-path effects (ms), before and after the intervention.
 
     Args:
-        table: :meth:`mechinterp.compare.Comparison.table`.
-        order: :attr:`mechinterp.compare.Comparison.order`.
+        table: :meth:`mechinterp.compare.likeness.Comparison.table`.
+        order: :attr:`mechinterp.compare.likeness.Comparison.order`.
         ms_per_bit: The linking fit's ms per bit.
         intervention: The intervention's name.
         roi: The ROI reported (1 = the word after the disambiguator, where the SAP effects peak).

@@ -1,6 +1,6 @@
 """One site's activations over corpus documents, every token but BOS, remembering where each came from.
 
-The model runs only up to the site's layer (``mechinterp.sites.collect_tokens`` stops the forward pass
+The model runs only up to the site's layer (``mechinterp.locate.activations.collect_tokens`` stops the forward pass
 there), so Gemma's 262k-token unembedding is never computed. Each row keeps the index of its document and
 its token position, which is what max-activating-example lists need to show a context.
 """
@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float, Int
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.activations import collect_tokens
 from mechinterp.progress import progress
 from mechinterp.saes.corpus import Corpus
 from mechinterp.tokenization import TokenizedText, tokenize_text
@@ -64,8 +65,6 @@ def corpus_activations(
     """Activations of ``layer``/``component`` for documents taken in the order of ``doc_indices`` until
     ``n_tokens`` tokens (BOS excluded) are collected (raises if the documents run out first); ``None``
     takes every token of every document."""
-    from mechinterp.sites import collect_tokens
-
     if n_tokens is not None and n_tokens < 1:
         raise ConfigError(f"n_tokens must be positive, got {n_tokens}")
     acts: list[torch.Tensor] = []

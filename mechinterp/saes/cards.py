@@ -18,11 +18,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load_file
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.activations import collect_rows, collect_tokens
+from mechinterp.saes.activations import corpus_activations
+from mechinterp.saes.corpus import DEFAULT_SOURCES, load_corpus
+from mechinterp.saes.examples import EXAMPLES_FILE, context, top_examples
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.stimuli.types import Suite
-from mechinterp.tokenization import TokenizedText, tokenize_condition
+from mechinterp.tokenization import TokenizedText, tokenize_condition, tokenize_text
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,6 @@ def probe_direction(spec: Any) -> tuple[str, torch.Tensor, str | None]:
     if path.suffix == ".npy":
         v = torch.as_tensor(np.load(path), dtype=torch.float32)
     elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         if len(tensors) != 1:
             raise ConfigError(f"probe {path} holds {len(tensors)} tensors ({', '.join(tensors)}); give a file with one")
@@ -99,10 +102,6 @@ def probe_cosines(sae: LoadedSAE, feature: int, probes: Sequence[Any]) -> pd.Dat
 
 # ---- contexts ------------------------------------------------------------------------------------------
 def _training_contexts(model: Any, sae: LoadedSAE, feature: int, cfg: CardConfig) -> pd.DataFrame:
-    from mechinterp.saes.activations import corpus_activations
-    from mechinterp.saes.corpus import DEFAULT_SOURCES, load_corpus
-    from mechinterp.saes.examples import EXAMPLES_FILE, context, top_examples
-
     trained_on = [s["name"] for s in (sae.training.get("corpus") or {}).get("sources", [])]
     sources = tuple(cfg.sources or trained_on or DEFAULT_SOURCES)
     ctx = cfg.context_size or int(sae.training.get("provenance", {}).get("config", {}).get("context_size", 64))
@@ -141,8 +140,6 @@ class StimulusScan:
 
 def stimulus_activations(model: Any, sae: LoadedSAE, suites: Sequence[Suite], batch_size: int = 16) -> StimulusScan:
     """Scan every condition of every item of ``suites`` (one forward pass per batch, stopped at the site)."""
-    from mechinterp.sites import collect_rows
-
     seqs: list[TokenizedText] = []
     meta: list[dict[str, Any]] = []
     for suite in suites:
@@ -184,9 +181,6 @@ def _stimulus_contexts(model: Any, stim: StimulusScan, feature: int, n_top: int)
 
 def sentence_activations(model: Any, sae: LoadedSAE, text: str, feature: int) -> tuple[list[str], list[float]]:
     """The feature's activation at each token of ``text`` (BOS left out)."""
-    from mechinterp.sites import collect_tokens
-    from mechinterp.tokenization import tokenize_text
-
     seq = tokenize_text(model.tokenizer, model.bos_token_id, text)
     x = collect_tokens(model, [seq], sae.layer, sae.component)  # type: ignore[arg-type]
     with torch.no_grad():

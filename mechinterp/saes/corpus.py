@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from mechinterp.errors import MechinterpError
+from mechinterp.io import atomic_path, sha256_file, write_json_atomic
 from mechinterp.paths import cache_dir
 
 ENV_DEB_DIR = "MECHINTERP_DEB_DIR"
@@ -266,14 +267,6 @@ def _unpack(deb: Path, into: Path) -> None:
         raise CorpusError(f"dpkg-deb -x {deb} failed: {proc.stderr.strip()[-500:]}")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prepare_corpus(
     sources: Sequence[str] = DEFAULT_SOURCES, force: bool = False, deb_dir: str | Path | None = None
 ) -> Path:
@@ -297,7 +290,7 @@ def prepare_corpus(
             root = tmp_path / f"root-{name}"
             for deb in debs:
                 _unpack(deb, root)
-                packages.append({"source": name, "file": deb.name, "sha256": _sha256_file(deb)})
+                packages.append({"source": name, "file": deb.name, "sha256": sha256_file(deb)})
             docs += src.parse(root)
     # drop exact duplicates, keep order
     unique = list({(d.source, d.text): d for d in docs}.values())
@@ -311,12 +304,10 @@ def prepare_corpus(
         "n_documents": len(unique),
         "n_words": sum(len(d.text.split()) for d in unique),
     }
-    tmp_docs = target / "docs.jsonl.tmp"
-    with open(tmp_docs, "w", encoding="utf-8") as f:
+    with atomic_path(target / "docs.jsonl") as tmp_docs, open(tmp_docs, "w", encoding="utf-8") as f:
         for d in unique:
             f.write(json.dumps({"text": d.text, "source": d.source}, ensure_ascii=False) + "\n")
-    tmp_docs.replace(target / "docs.jsonl")
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_json_atomic(target / "manifest.json", manifest)
     return target
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mechinterp.saes.activations import TokenActivations
+from mechinterp.saes.activations import TokenActivations, doc_sequence
 from mechinterp.saes.load import LoadedSAE
 
 EXAMPLES_FILE = "top_examples.parquet"
@@ -43,8 +43,6 @@ def top_examples(sae: LoadedSAE, acts: TokenActivations, n_top: int = 20, chunk:
 
 def context(model: Any, text: str, pos: int, context_size: int, before: int = 12, after: int = 4) -> tuple[str, str, str]:
     """(left context, the token, right context) of token ``pos`` of a document, as text."""
-    from mechinterp.saes.activations import doc_sequence
-
     ids = doc_sequence(model, text, context_size).input_ids
     if not 1 <= pos < len(ids):
         return "", "", ""

@@ -12,7 +12,7 @@ position (features active in at least ``min_active_items`` items in either condi
 * ``ambiguous_first``: the first token of the ambiguous region when it has several (npz/nps: the
   determiner, after the cue but before the noun that carries the ambiguity).
 * ``pre_ambiguous``: the token just before the ambiguous region -- in the unambiguous condition the cue
-  itself (comma, *that*, *was*, the inserted noun). This is the **lexical baseline** (SCIENCE.md): the
+  itself (comma, *that*, *was*, the inserted noun). This is the **lexical baseline** (docs/science.md): the
   conditions differ there only by the cue, so a feature that already differs there detects the cue or its
   context, not a reading. A feature is called a ``reading`` candidate if it passes BH at ``ambiguous`` and
   does *not* differ in the same direction at ``pre_ambiguous`` (uncorrected p >= alpha, a conservative
@@ -47,6 +47,7 @@ from mechinterp.progress import progress
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.saes.splice import word_surprisal
 from mechinterp.saes.stats import bh_qvalues, paired_permutation
+from mechinterp.stimuli.constructions import CONSTRUCTIONS
 from mechinterp.stimuli.types import Suite
 from mechinterp.tokenization import TokenizedText, tokenize_condition
 
@@ -197,8 +198,6 @@ def _ablation(model: Any, sae: LoadedSAE, pairs: list[Pair], feature: int, cfg: 
 def _readings(suite: Suite, construction: str | None = None) -> tuple[str, str]:
     """(reading favoured where activation is higher in the ambiguous condition, the one for unambiguous).
     For one construction of a suite that mixes several, the workbench's table of constructions is used."""
-    from mechinterp.stimuli.constructions import CONSTRUCTIONS
-
     if construction is not None:
         info = CONSTRUCTIONS.get(construction)
         return (info.preferred_reading, info.true_reading) if info else (

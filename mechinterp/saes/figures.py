@@ -3,6 +3,7 @@ result tables and records (never from private state). Reports embed plotly.js (n
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -149,8 +150,6 @@ def sentence_figure(tokens: list[str], acts: list[float], feature: int, title: s
 
 
 def _highlight(rows: pd.DataFrame) -> str:
-    import html
-
     out = ["<table class='tbl'><tr><th>activation</th><th>source</th><th>context</th></tr>"]
     for _, r in rows.iterrows():
         out.append(

@@ -7,7 +7,6 @@ here also carry ``training.json`` (provenance, training statistics) and ``qualit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -20,10 +19,12 @@ import torch
 from jaxtyping import Float
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import sha256_file
+from mechinterp.locate.sites import WHOLE_COMPONENTS, Site
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+COMPONENTS = WHOLE_COMPONENTS
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_(" + "|".join(COMPONENTS) + r")$")
 QUALITY_FILE = "quality.json"
 TRAINING_FILE = "training.json"
@@ -56,8 +57,6 @@ class LoadedSAE:
 
     @property
     def site(self) -> Any:
-        from mechinterp.sites import Site
-
         return Site(self.layer, self.component)
 
     @property
@@ -96,7 +95,7 @@ class LoadedSAE:
         """Provenance record: where the SAE is, a hash of its weights, its shape and site."""
         digest = None
         if self.path is not None and (self.path / "sae_weights.safetensors").exists():
-            digest = hashlib.sha256((self.path / "sae_weights.safetensors").read_bytes()).hexdigest()
+            digest = sha256_file(self.path / "sae_weights.safetensors")
         return {"path": str(self.path) if self.path else None, "weights_sha256": digest,
                 "architecture": self.sae.cfg.architecture(), "d_in": self.d_in, "d_sae": self.d_sae,
                 "layer": self.layer, "component": self.component, "model_name": self.model_name}

@@ -24,7 +24,7 @@ from jaxtyping import Float
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import pad_batch
-from mechinterp.hooks import write_site
+from mechinterp.locate.hooks import write_site
 from mechinterp.progress import progress
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.tokenization import TokenizedText

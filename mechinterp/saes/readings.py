@@ -1,7 +1,7 @@
 """SAE features of each reading, found where the reading is fixed by structure, then read on the stimuli.
 
 :mod:`mechinterp.saes.features` contrasts the two conditions of each minimal pair. Its cue sits before the
-ambiguous word, which is why it needs a lexical baseline (SCIENCE.md). This module asks the question the
+ambiguous word, which is why it needs a lexical baseline (docs/science.md). This module asks the question the
 probes ask, with features instead of directions:
 
 1. **Which features carry each reading.** The probes package's generated *unambiguous* sentences (reading
@@ -31,6 +31,9 @@ import pandas as pd
 import torch
 
 from mechinterp.errors import ConfigError
+from mechinterp.probes.activations import collect_stimuli, collect_training
+from mechinterp.probes.labels import readings
+from mechinterp.probes.pipeline import disjoint_training_sets
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.saes.stats import bh_qvalues
 
@@ -103,10 +106,6 @@ def stratified_permutation(f: np.ndarray, labels: np.ndarray, groups: np.ndarray
 def reading_features(model: Any, sae: LoadedSAE, suite: Any,
                      cfg: ReadingFeatureConfig = ReadingFeatureConfig()) -> ReadingFeatures:
     """Features of each reading from generated sentences, and their activation on ``suite`` (module doc)."""
-    from mechinterp.probes.activations import collect_stimuli, collect_training
-    from mechinterp.probes.labels import readings
-    from mechinterp.probes.pipeline import disjoint_training_sets
-
     sae.check_model(model)
     L, comp = sae.layer, sae.component
     stats_rows, stim_rows = [], []

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 
 from mechinterp.forward import pad_batch
-from mechinterp.hooks import write_site
+from mechinterp.locate.hooks import write_site
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.tokenization import TokenizedText
 

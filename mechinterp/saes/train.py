@@ -26,6 +26,14 @@ from jaxtyping import Float
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import write_json_atomic
+from mechinterp.provenance import Provenance
+from mechinterp.saes.activations import corpus_activations, doc_sequence
+from mechinterp.saes.corpus import split_documents
+from mechinterp.saes.examples import EXAMPLES_FILE, top_examples
+from mechinterp.saes.load import QUALITY_FILE, load_sae
+from mechinterp.saes.quality import quality_record, reconstruction_stats, splice_stats
+from mechinterp.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +108,8 @@ def fit_sae(
 ) -> tuple[Any, FitStats]:
     """Train a TopK SAE on raw activations ``acts`` (BOS already left out). Returns SAE-Lens's inference
     ``TopKSAE`` (mean and scale folded in: it takes raw activations) and training statistics."""
-    from sae_lens.saes.sae import SAEMetadata
     from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
@@ -169,9 +177,7 @@ def save_sae(sae: Any, out: str | Path, training: dict[str, Any]) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sae.save_model(out)
-    tmp = out / (TRAINING_FILE + ".tmp")
-    tmp.write_text(json.dumps(training, indent=2, default=str))
-    tmp.replace(out / TRAINING_FILE)
+    write_json_atomic(out / TRAINING_FILE, training)
     return out
 
 
@@ -191,14 +197,6 @@ def train_sae(
     """The whole recipe: split the corpus, cache training and held-out activations (model stopped after
     ``cfg.layer``), train, save in SAE-Lens's format, measure quality on held-out text (``quality.json``)
     and store each latent's top training examples (``top_examples.parquet``)."""
-    from mechinterp.provenance import Provenance
-    from mechinterp.saes.activations import corpus_activations, doc_sequence
-    from mechinterp.saes.corpus import split_documents
-    from mechinterp.saes.examples import EXAMPLES_FILE, top_examples
-    from mechinterp.saes.load import QUALITY_FILE, load_sae
-    from mechinterp.saes.quality import quality_record, reconstruction_stats, splice_stats
-    from mechinterp.tables import write_table
-
     if cfg.layer >= model.n_layers:
         raise ConfigError(f"layer {cfg.layer} is out of range: {model.name} has layers 0-{model.n_layers - 1}")
     out = Path(out)

@@ -20,7 +20,14 @@ import pandas as pd
 
 from mechinterp.errors import RegionError, SuiteError
 from mechinterp.stimuli.constructions import CONSTRUCTIONS, canonical_construction
-from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite
+from mechinterp.stimuli.types import (
+    Ambiguity,
+    Condition,
+    Item,
+    Prediction,
+    Region,
+    Suite,
+)
 from mechinterp.stimuli.validate import validate_suite
 
 REGION_META = {1: "prefix", 2: "critical", 3: "spillover1", 4: "spillover2", 5: "end"}

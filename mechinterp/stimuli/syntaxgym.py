@@ -17,7 +17,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from mechinterp.errors import SuiteError
-from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite, spacing_for
+from mechinterp.io import write_json_atomic
+from mechinterp.stimuli.types import (
+    Ambiguity,
+    Condition,
+    Item,
+    Prediction,
+    Region,
+    Suite,
+    spacing_for,
+)
 from mechinterp.stimuli.validate import validate_suite
 
 
@@ -150,8 +159,4 @@ def suite_to_dict(suite: Suite) -> dict[str, Any]:
 
 
 def write_syntaxgym(suite: Suite, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(suite_to_dict(suite), indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, suite_to_dict(suite))

@@ -40,7 +40,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from mechinterp.errors import SuiteError
-from mechinterp.stimuli.types import Ambiguity, Condition, Item, Prediction, Region, Suite, spacing_for
+from mechinterp.stimuli.types import (
+    Ambiguity,
+    Condition,
+    Item,
+    Prediction,
+    Region,
+    Suite,
+    spacing_for,
+)
 from mechinterp.stimuli.validate import validate_suite
 
 INLINE_COLUMN = "regions"

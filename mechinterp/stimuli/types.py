@@ -34,7 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -242,6 +242,55 @@ class Suite(_Frozen):
         if self.ambiguity:
             return self.ambiguity.construction
         return self.name
+
+    def with_items(self, items: Sequence[Item]) -> "Suite":
+        """This suite with ``items`` instead of its own (everything else kept; the content hash recomputed)."""
+        out = self.model_copy(update={"items": tuple(items)})
+        out.__dict__.pop("sha256", None)  # cached for the old items
+        return out
+
+    def head(self, n: int | None) -> "Suite":
+        """The suite with only its first ``n`` items (all of them when ``n`` is None).
+
+        Example:
+            ``load_suite("npz").head(3)``
+        """
+        if n is None:
+            return self
+        if n < 0:
+            raise SuiteError(f"head needs n >= 0, got {n}")
+        return self.with_items(self.items[:n])
+
+    def select(self, constructions: Iterable[str] | None = None, items: Iterable[int | str] | None = None) -> "Suite":
+        """The items of some constructions and/or with some keys (item numbers, or ``Item.key`` labels such as
+        ``"NP/Z:3"`` in mixed suites), in the suite's order. SuiteError if a name or key matches nothing.
+
+        Example:
+            ``suite.select(constructions=["NP/Z"], items=[1, 2])``
+        """
+        chosen = list(self.items)
+        if constructions is not None:
+            wanted = set(constructions)
+            unknown = wanted - set(self.constructions)
+            if unknown:
+                raise SuiteError(f"suite {self.name!r} has no construction {', '.join(sorted(unknown))} "
+                                 f"(it has {', '.join(self.constructions)})")
+            chosen = [it for it in chosen if self.construction_of(it) in wanted]
+        if items is not None:
+            keys = {str(k) for k in items}
+            chosen = [it for it in chosen if it.key in keys or str(it.number) in keys]
+            found = {it.key for it in chosen} | {str(it.number) for it in chosen}
+            missing = keys - found
+            if missing:
+                raise SuiteError(f"suite {self.name!r} has no item {', '.join(sorted(missing))}")
+        return self.with_items(chosen)
+
+    def pair(self, item: Item) -> tuple[Condition, Condition]:
+        """The two versions of ``item``: (ambiguous, unambiguous) = (corrupt, clean) in patching's terms."""
+        if self.ambiguity is None:
+            raise SuiteError(f"suite {self.name!r} has no ambiguity annotation: it names no ambiguous/unambiguous pair")
+        amb = self.ambiguity
+        return item.condition(amb.ambiguous_condition), item.condition(amb.unambiguous_condition)
 
     def item(self, key: int | str) -> Item:
         for it in self.items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mechinterp.errors import RegionError, SuiteError
+from mechinterp.formula import parse_formula
 from mechinterp.stimuli.types import Suite
 
 
@@ -74,7 +75,5 @@ def validate_suite(suite: Suite) -> Suite:
                             f"{label}, condition {cond.name!r}: reading {cond.reading!r} is not one of {sorted(amb.readings)}"
                         )
     for p in suite.predictions:
-        from mechinterp.formula import parse_formula
-
         parse_formula(p.formula, suite=suite)
     return suite

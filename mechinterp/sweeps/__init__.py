@@ -10,7 +10,12 @@ skipping finished jobs and surviving a kill at any moment.
 * :mod:`.runner`: the whole sweep, progress bar, combined tables and figures.
 """
 
-from mechinterp.sweeps.config import SweepConfig, load_sweep, parse_sweep, resolve_layers
+from mechinterp.sweeps.config import (
+    SweepConfig,
+    load_sweep,
+    parse_sweep,
+    resolve_layers,
+)
 from mechinterp.sweeps.execute import JobResult, execute_job
 from mechinterp.sweeps.executors import LocalExecutor, RayExecutor, make_executor
 from mechinterp.sweeps.jobs import JobSpec, expand

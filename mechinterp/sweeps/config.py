@@ -1,6 +1,6 @@
 """Sweep files: a TOML file naming models x suites x sites x probe settings x seeds.
 
-Example (``probes/readings.toml``)::
+Example (``sweeps/readings.toml``)::
 
     [sweep]
     name = "readings"               # the results store defaults to out/sweeps/<name>

@@ -11,7 +11,11 @@ from typing import Any
 
 import pandas as pd
 
+from mechinterp.models import load_model
 from mechinterp.probes.artifact import ProbeArtifact
+from mechinterp.probes.pipeline import run_probes
+from mechinterp.stimuli import load_suite
+from mechinterp.sweeps.config import resolve_layers
 from mechinterp.sweeps.jobs import JobSpec
 
 
@@ -27,11 +31,6 @@ class JobResult:
 
 
 def execute_job(spec: JobSpec | dict[str, Any], show_progress: bool = False) -> JobResult:
-    from mechinterp.models import load_model
-    from mechinterp.probes.pipeline import run_probes
-    from mechinterp.stimuli import load_suite
-    from mechinterp.sweeps.config import resolve_layers
-
     spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
     t0 = time.time()
     model = load_model(spec.model)

@@ -12,6 +12,7 @@ the driver, which commits it to the results store, so workers need no shared fil
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, Protocol, Sequence
 
 from mechinterp.errors import ConfigError
@@ -49,7 +50,6 @@ class LocalExecutor:
 
 
 def _ray_execute(spec: dict[str, Any]) -> JobResult:  # runs on a Ray worker
-    import os
 
     os.environ.setdefault("MECHINTERP_NO_PROGRESS", "1")
     return execute_job(spec)

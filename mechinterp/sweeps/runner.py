@@ -14,6 +14,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mechinterp.io import atomic_path, write_json_atomic
+from mechinterp.probes.figures import write_figures
+from mechinterp.probes.readout import DecisionRule
+from mechinterp.probes.summary import (
+    best_sites,
+    summarise_metrics,
+    summarise_verdicts,
+    verdict_counts,
+)
 from mechinterp.provenance import Provenance
 from mechinterp.sweeps.config import SweepConfig, load_sweep
 from mechinterp.sweeps.executors import Executor, make_executor
@@ -48,9 +57,7 @@ def store_path(cfg: SweepConfig, override: str | Path | None = None) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, obj)
 
 
 def run_sweep(
@@ -76,8 +83,8 @@ def run_sweep(
     removed = st.prepare()
     if removed:
         log.warning("removed %d half-written entries left by an interrupted run: %s", len(removed), ", ".join(removed))
-    shutil.copyfile(path, st.root / ".sweep.toml.tmp")
-    os.replace(st.root / ".sweep.toml.tmp", st.root / "sweep.toml")
+    with atomic_path(st.root / "sweep.toml") as tmp:
+        shutil.copyfile(path, tmp)
     _write_json(st.root / "sweep.json", {"sweep_file": str(path.resolve()), "config": cfg.model_dump(mode="json"),
                                          **job_summary(jobs)})
 
@@ -116,10 +123,6 @@ def run_sweep(
 
 def collect(st: ResultsStore, job_ids: list[str], cfg: SweepConfig | None = None, figures: bool = True):
     """Write the sweep's combined tables (finished jobs only) and summary tables and figures."""
-    from mechinterp.probes.figures import write_figures
-    from mechinterp.probes.readout import DecisionRule
-    from mechinterp.probes.summary import best_sites, summarise_metrics, summarise_verdicts, verdict_counts
-
     if not job_ids:
         return {}, []
     infos = [st.job_info(j) for j in job_ids]

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from mechinterp.errors import CacheError
+from mechinterp.io import write_json_atomic
 from mechinterp.provenance import Provenance, hash_json
 from mechinterp.tables import write_table
 
@@ -111,11 +112,9 @@ class ResultsStore:
 
     def record_failure(self, job_id: str, spec: dict[str, Any], exc: BaseException) -> None:
         self.failed_dir.mkdir(parents=True, exist_ok=True)
-        path = self.failed_dir / f"{job_id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"job_id": job_id, "spec": spec, "error": f"{type(exc).__name__}: {exc}",
-                                   "traceback": "".join(traceback.format_exception(exc))}, indent=2, default=str))
-        tmp.replace(path)
+        write_json_atomic(self.failed_dir / f"{job_id}.json",
+                          {"job_id": job_id, "spec": spec, "error": f"{type(exc).__name__}: {exc}",
+                           "traceback": "".join(traceback.format_exception(exc))})
 
     def failures(self) -> dict[str, dict[str, Any]]:
         if not self.failed_dir.exists():

@@ -1,11 +1,11 @@
-"""Torch hooks that read or write an activation :class:`~mechinterp.sites.Site`, as context managers.
+"""Torch hooks that read or write an activation :class:`~mechinterp.locate.sites.Site`, as context managers.
 
 Every hook here is a plain torch forward (pre-)hook on one of the *original* Hugging Face modules of
 ``model.hf``. TransformerLens's ``TransformerBridge`` and nnsight both run those same modules, so a hook
-registered here fires whichever backend runs the forward pass (``tests/test_hooks.py`` checks this). Each
+registered here fires whichever backend runs the forward pass (``tests/test_locate_hooks.py`` checks this). Each
 context manager removes every hook it added when the block exits, also when the forward pass raised.
 
-Where each component lives (``Layout``, found from the module tree; see :mod:`mechinterp.sites` for the
+Where each component lives (``Layout``, found from the module tree; see :mod:`mechinterp.locate.sites` for the
 definitions):
 
 =================  ==========================  ==========================  ===========================
@@ -48,10 +48,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.sites import Site
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
-    from mechinterp.sites import Site
 
 Family = Literal["gemma", "llama", "gpt2"]
 WriteFn = Callable[[Tensor], "Tensor | None"]
@@ -175,11 +175,11 @@ def _replace_first(x: Any, new: Tensor) -> Any:
     return (new, *x[1:]) if isinstance(x, tuple) else new
 
 
-def _pre_input(args: tuple, kwargs: dict) -> Tensor:
+def pre_input(args: tuple, kwargs: dict) -> Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
 
-def _pre_replace(args: tuple, kwargs: dict, new: Tensor) -> tuple[tuple, dict]:
+def pre_replace(args: tuple, kwargs: dict, new: Tensor) -> tuple[tuple, dict]:
     if args:
         return (new, *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": new}
@@ -237,7 +237,7 @@ class Capture:
         self.values.append(t if self.keep_grad else t.detach())
 
 
-def _component_hook(model: "Model", site: "Site", fn: Callable[[Tensor], Tensor | None]) -> ExitStack:
+def _component_hook(model: "Model", site: Site, fn: Callable[[Tensor], Tensor | None]) -> ExitStack:
     """Register hooks that call ``fn(value)`` with the site's activation and, if ``fn`` returns a tensor,
     write it back. Returns the ExitStack holding the hooks (the caller enters it)."""
     lay = layout_of(model)
@@ -246,8 +246,8 @@ def _component_hook(model: "Model", site: "Site", fn: Callable[[Tensor], Tensor 
     if comp == "resid_pre":
 
         def pre(_m: nn.Module, args: tuple, kwargs: dict) -> Any:
-            new = fn(_pre_input(args, kwargs))
-            return None if new is None else _pre_replace(args, kwargs, new)
+            new = fn(pre_input(args, kwargs))
+            return None if new is None else pre_replace(args, kwargs, new)
 
         stack.enter_context(forward_pre_hook(block(model, L), pre))
     elif comp == "resid_post":
@@ -269,7 +269,7 @@ def _component_hook(model: "Model", site: "Site", fn: Callable[[Tensor], Tensor 
         box: dict[str, Tensor] = {}
 
         def grab(_m: nn.Module, args: tuple, kwargs: dict) -> None:
-            box["pre"] = _pre_input(args, kwargs)
+            box["pre"] = pre_input(args, kwargs)
 
         def mid(_m: nn.Module, _i: tuple, out: Any) -> Any:
             pre = box.pop("pre")
@@ -289,7 +289,7 @@ def _component_hook(model: "Model", site: "Site", fn: Callable[[Tensor], Tensor 
         sl = slice(site.head * dh, (site.head + 1) * dh)
 
         def zgrab(_m: nn.Module, args: tuple, kwargs: dict) -> None:
-            hbox["head"] = _pre_input(args, kwargs)[..., sl] @ W
+            hbox["head"] = pre_input(args, kwargs)[..., sl] @ W
 
         def zwrite(_m: nn.Module, _i: tuple, out: Any) -> Any:
             head = hbox.pop("head")
@@ -303,29 +303,18 @@ def _component_hook(model: "Model", site: "Site", fn: Callable[[Tensor], Tensor 
     return stack
 
 
-def _check_site(model: "Model", site: "Site") -> None:
-    if not 0 <= site.layer < model.n_layers:
-        raise ConfigError(f"site {site}: layer {site.layer} is out of range (model has layers 0-{model.n_layers - 1})")
-    if site.head is not None and site.component != "head_out":
-        raise ConfigError(f"site {site}: only head_out sites take a head")
-
-
-def _site_key(site: "Site") -> tuple:
-    return (site.layer, site.component, site.head)
-
-
 @contextmanager
-def read_site(model: "Model", site_or_module: "Site | nn.Module", keep_grad: bool = False) -> Iterator[Capture]:
+def read_site(model: "Model", site_or_module: Site | nn.Module, keep_grad: bool = False) -> Iterator[Capture]:
     """Record the activation of one site (all positions, ``[batch, seq, d_model]``) at every forward pass
     run inside the block, on any backend. ``site.position`` is ignored here (positions are per sequence; see
-    :func:`mechinterp.sites.collect`). An ``nn.Module`` records that module's output (first element of a
+    :func:`mechinterp.locate.activations.collect`). An ``nn.Module`` records that module's output (first element of a
     tuple). ``keep_grad`` keeps the autograd graph (for attribution)."""
     if isinstance(site_or_module, nn.Module):
         cap = Capture(site_or_module, keep_grad=keep_grad)
         with forward_hook(site_or_module, lambda _m, _i, out: cap._add(_first(out))):
             yield cap
         return
-    _check_site(model, site_or_module)
+    site_or_module.check(model)
     cap = Capture(site_or_module, keep_grad=keep_grad)
 
     def record(x: Tensor) -> None:
@@ -336,13 +325,13 @@ def read_site(model: "Model", site_or_module: "Site | nn.Module", keep_grad: boo
 
 
 @contextmanager
-def read_sites(model: "Model", sites: Sequence["Site"], keep_grad: bool = False) -> Iterator[dict["Site", Capture]]:
+def read_sites(model: "Model", sites: Sequence[Site], keep_grad: bool = False) -> Iterator[dict[Site, Capture]]:
     """:func:`read_site` for several sites at once; sites that differ only in position share one hook."""
     with ExitStack() as stack:
         by_key: dict[tuple, Capture] = {}
         out: dict[Site, Capture] = {}
         for s in sites:
-            k = _site_key(s)
+            k = s.key
             if k not in by_key:
                 by_key[k] = stack.enter_context(read_site(model, s, keep_grad=keep_grad))
             out[s] = by_key[k]
@@ -350,7 +339,7 @@ def read_sites(model: "Model", sites: Sequence["Site"], keep_grad: bool = False)
 
 
 @contextmanager
-def write_site(model: "Model", site_or_module: "Site | nn.Module", fn: WriteFn) -> Iterator[None]:
+def write_site(model: "Model", site_or_module: Site | nn.Module, fn: WriteFn) -> Iterator[None]:
     """Replace a site's activation by ``fn(activation)`` (``[batch, seq, d_model]`` in, same shape out;
     returning None leaves it unchanged) in every forward pass run inside the block, on any backend.
 
@@ -365,7 +354,7 @@ def write_site(model: "Model", site_or_module: "Site | nn.Module", fn: WriteFn) 
         with forward_hook(site_or_module, hook):
             yield
         return
-    _check_site(model, site_or_module)
+    site_or_module.check(model)
     with _component_hook(model, site_or_module, fn):
         yield
 
@@ -398,10 +387,21 @@ def run_until(model: "Model", layer: int | None, before: bool = False, **inputs:
             return None
 
 
-def hooks_on(model: "Model") -> list[str]:
-    """Names of ``model.hf`` modules that carry a forward/backward hook (for tests and debugging)."""
-    out = []
+#: Modules whose hooks belong to the libraries, not to the workbench: transformers installs inert, permanent
+#: output-capturing hooks the first time hidden states or attentions are requested
+#: (``transformers.utils.output_capturing``), and TransformerLens's bridge wires permanent capture hooks onto
+#: the modules it wraps (``BlockBridge._maybe_wire_capture_hooks``).
+LIBRARY_HOOK_MODULES = ("transformers.", "transformer_lens.")
+
+
+def hooks_on(model: "Model", include_library: bool = False) -> set[tuple[str, str, int]]:
+    """Every forward / forward-pre / backward hook on the modules of ``model.hf``, as (module name, kind, hook
+    id), leaving out the libraries' own permanent hooks unless ``include_library``. Used to check that the
+    context managers of this package leave nothing behind."""
+    out = set()
     for name, mod in model.hf.named_modules():
-        if mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks:
-            out.append(name)
+        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            for key, fn in getattr(mod, kind).items():
+                if include_library or not getattr(fn, "__module__", "").startswith(LIBRARY_HOOK_MODULES):
+                    out.add((name, kind, key))
     return out

@@ -1,4 +1,4 @@
-"""Summaries and figures for patching tables (built only from the table :func:`mechinterp.patching.patch_suite`
+"""Summaries and figures for patching tables (built only from the table :func:`mechinterp.locate.patching.patch_suite`
 writes, so a saved CSV/Parquet can be re-plotted).
 
 * :func:`item_gaps`: each item's clean - corrupt gap; items whose gap is small or goes the wrong way are
@@ -22,10 +22,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mechinterp.effects import bootstrap_mean_ci
+from mechinterp.locate.patching.attribution import correlation
+from mechinterp.locate.sites import COMPONENTS
+from mechinterp.reports.html import write_report
 
 SITE = ["layer", "component", "head", "position", "position_order"]
 GROUP = ["suite", "construction", "direction", "method"]
-COMPONENT_ORDER = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out"]
+COMPONENT_ORDER = list(COMPONENTS)
 DIRECTION_TITLE = {
     "clean_to_corrupt": "clean → corrupt (denoising: restore the unambiguous value in the ambiguous run)",
     "corrupt_to_clean": "corrupt → clean (noising: bring the ambiguous value into the unambiguous run)",
@@ -120,8 +123,6 @@ def curves(summary: pd.DataFrame, construction: str, direction: str, component: 
 
 
 def attribution_scatter(df: pd.DataFrame) -> go.Figure | None:
-    from mechinterp.attribution import correlation
-
     if not {"exact", "attribution"} <= set(df.method):
         return None
     keys = ["suite", "item", "direction", "layer", "component", "head", "position"]
@@ -155,8 +156,6 @@ not one "best layer".</p>
 
 
 def report_blocks(df: pd.DataFrame, min_gap: float = 0.0, n_boot: int = 1000) -> list[tuple[str, Any]]:
-    from mechinterp.attribution import correlation
-
     summary = summarise(df, min_gap=min_gap, n_boot=n_boot)
     gaps = item_gaps(df, min_gap)
     blocks: list[tuple[str, Any]] = [("", NOTES)]
@@ -190,6 +189,4 @@ def report_blocks(df: pd.DataFrame, min_gap: float = 0.0, n_boot: int = 1000) ->
 
 def write_patching_report(df: pd.DataFrame, path: str | Path, provenance: dict | None = None, min_gap: float = 0.0,
                           title: str = "Activation patching") -> Path:
-    from mechinterp.reports.html import write_report
-
     return write_report(path, title, report_blocks(df, min_gap=min_gap), provenance)

@@ -7,7 +7,7 @@ give ``dm/da`` for every site and position, so a whole sweep costs two passes pe
 instead of one pass per site.
 
 Gradients are taken by adding a zero tensor (a leaf that requires grad) to each site's activation through
-:func:`mechinterp.hooks.write_site`, so the same definitions hold as for exact patching: for ``resid_mid``
+:func:`mechinterp.locate.hooks.write_site`, so the same definitions hold as for exact patching: for ``resid_mid``
 the gradient is the one of the sum ``resid_pre + attn_out``; for ``head_out`` it is the gradient at the
 ``o_proj`` output, shared by all heads of a layer (each head's estimate differs by its activation difference).
 For Gemma that point is before the post-attention norm, whose nonlinearity the linear estimate ignores.
@@ -27,9 +27,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from mechinterp.hooks import base_model, write_site
-from mechinterp.patching import PairContext, PatchConfig, _roles, _row, metric_from_hidden
-from mechinterp.sites import Site
+from mechinterp.locate.hooks import base_model, write_site
+from mechinterp.locate.patching.metrics import metric_from_hidden
+from mechinterp.locate.patching.plan import PairContext, PatchConfig, result_row, roles
+from mechinterp.locate.sites import Site
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -62,7 +63,7 @@ def attribution_rows(model: "Model", suite: "Suite", ctx: PairContext, config: P
     if not ctx.planned:
         return rows
     for direction in config.directions:
-        base, source = _roles(direction)
+        base, source = roles(direction)
         spec = ctx.specs[base]
         value, grads = gradients(model, list(ctx.pair.version(base).input_ids), [p.site for p in ctx.planned], spec)
         b_acts, s_acts = ctx.acts.of(base), ctx.acts.of(source)
@@ -75,7 +76,7 @@ def attribution_rows(model: "Model", suite: "Suite", ctx: PairContext, config: P
                 diff = s_acts[key][0, spos] - b_acts[key][0, bpos]
                 g = grads[_grad_site(p.site)][bpos]
                 est = value + float((diff * g).sum())
-            rows.append(_row(suite, model, ctx, p, direction, "attribution", est, config))
+            rows.append(result_row(suite, model, ctx, p, direction, "attribution", est, config))
     return rows
 
 

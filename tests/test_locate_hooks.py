@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import hook_snapshot
 from mechinterp.forward import logits, pad_batch
-from mechinterp.hooks import (
+from mechinterp.locate.activations import collect
+from mechinterp.locate.hooks import (
     at_positions,
     block_part,
     layout_of,
@@ -15,32 +17,14 @@ from mechinterp.hooks import (
     run_until,
     write_site,
 )
-from mechinterp.sites import Site, TokenPos, collect
+from mechinterp.locate.sites import Site, TokenPos
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for this module: on the shared 2-core machine, two spinning threads per process
-    made these small forward passes ~5x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BACKENDS = ("hf", "transformer_lens", "nnsight")
-
-
-def hook_snapshot(model) -> set[tuple[str, str, int]]:
-    """Every hook on model.hf. The TransformerLens bridge installs persistent hooks of its own the first time
-    it runs, so tests compare snapshots taken around our context managers instead of expecting none."""
-    out = set()
-    for name, mod in model.hf.named_modules():
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            out |= {(name, kind, k) for k in getattr(mod, kind)}
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Typed activation sites, and reading them on any backend.
+"""Typed activation sites: what they are, how they are written down, and which tokens they cover.
 
 A :class:`Site` is a value (layer, component, position, head); user code never builds hook-name strings.
 Components, for block ``L`` (all are ``[d_model]`` vectors at one token):
@@ -27,9 +27,9 @@ region of a stimulus condition, by number, region name or role -- ``ambiguous``,
 ``last``, ``first``, ``all``, or the ``mean`` over them). Token positions come from
 :mod:`mechinterp.tokenization`, the one place positions are resolved.
 
-Backends: the same site gives the same tensor read through plain HF hooks (:mod:`mechinterp.hooks`),
-TransformerLens bridge hook points (``blocks.L.hook_resid_pre`` ...) or nnsight module proxies;
-``tests/test_sites.py`` compares all three.
+Backends: :mod:`mechinterp.locate.activations` reads the same site as the same tensor through plain HF hooks
+(:mod:`mechinterp.locate.hooks`), TransformerLens bridge hook points (``blocks.L.hook_resid_pre`` ...) or
+nnsight module proxies; ``tests/test_locate_activations.py`` compares all three.
 
 Site specs (:func:`parse_sites`), entries separated by commas::
 
@@ -47,21 +47,22 @@ e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, Union, get_args
-
-import torch
-from jaxtyping import Float
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal, Sequence, Union, get_args
 
 from mechinterp.errors import ConfigError, RegionError
 from mechinterp.layers import parse_indices
 from mechinterp.tokenization import TokenizedText
 
 if TYPE_CHECKING:
-    from mechinterp.models import Backend, Model
+    from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
 
-Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out"]
+#: Components that are one ``[d_model]`` vector per token for the whole layer (no head): what probes, SAEs,
+#: interventions and sweeps take.
+WholeComponent = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+WHOLE_COMPONENTS: tuple[WholeComponent, ...] = get_args(WholeComponent)
+#: Every component a site can have (``head_out`` needs a head).
+Component = Literal[WholeComponent, "head_out"]
 COMPONENTS: tuple[Component, ...] = get_args(Component)
 RESIDUAL: tuple[Component, ...] = ("resid_pre", "resid_mid", "resid_post")
 Which = Literal["last", "first", "all", "mean"]
@@ -139,6 +140,18 @@ class Site:
     @property
     def unpositioned(self) -> "Site":
         return Site(self.layer, self.component, None, self.head)
+
+    @property
+    def key(self) -> tuple[int, str, int | None]:
+        """(layer, component, head): what identifies the tensor, whatever the position."""
+        return (self.layer, self.component, self.head)
+
+    def check(self, model: "Model") -> None:
+        """ConfigError unless ``model`` has this site's layer (and head)."""
+        if not 0 <= self.layer < model.n_layers:
+            raise ConfigError(f"site {self}: layer {self.layer} is out of range (model has layers 0-{model.n_layers - 1})")
+        if self.component == "head_out" and (self.head is None or not 0 <= self.head < model.n_heads):
+            raise ConfigError(f"site {self}: head_out needs a head in 0-{model.n_heads - 1}")
 
 
 # ---- parsing ----------------------------------------------------------------------------------------------
@@ -265,232 +278,3 @@ def region_of_token(tokenized: TokenizedText, token: int) -> int:
         if a <= token < b:
             return int(n)
     return 0
-
-
-# ---- reading on the three backends ----------------------------------------------------------------------------
-_TL_NAMES = {
-    "resid_pre": "hook_resid_pre",
-    "resid_mid": "hook_resid_mid",
-    "resid_post": "hook_resid_post",
-    "attn_out": "hook_attn_out",
-    "mlp_out": "hook_mlp_out",
-    "head_out": "attn.hook_z",
-}
-
-
-def tl_hook_name(site: Site) -> str:
-    """The TransformerLens hook point that holds ``site`` (``head_out`` reads ``attn.hook_z``, the per-head
-    input of W_O, and multiplies by the head's W_O slice). Internal: user code passes Sites."""
-    return f"blocks.{site.layer}.{_TL_NAMES[site.component]}"
-
-
-Key = tuple  # (layer, component, head)
-
-
-def _key(site: Site) -> Key:
-    return (site.layer, site.component, site.head)
-
-
-def _stop(keys: Iterable[Key]) -> tuple[int, bool]:
-    """(layer, before): the earliest point where every key has been read."""
-    last = max(k[0] for k in keys)
-    only_pre = all(k[1] == "resid_pre" for k in keys if k[0] == last)
-    return last, only_pre
-
-
-def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import read_sites, run_until
-
-    sites = [Site(L, c, None, h) for L, c, h in keys]
-    last, before = _stop(keys)
-    with read_sites(model, sites) as caps:
-        run_until(model, last, before=before, **inputs)
-    return {_key(s): caps[s].value for s in sites}
-
-
-def _read_tl(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import head_contribution
-
-    names = {tl_hook_name(Site(L, c, None, h)) for L, c, h in keys}
-    last, _ = _stop(keys)
-    _, cache = model.tl.run_with_cache(
-        inputs["input_ids"], attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"],
-        names_filter=lambda n: n in names, stop_at_layer=last + 1, use_cache=False,
-    )
-    out = {}
-    for L, c, h in keys:
-        t = cache[tl_hook_name(Site(L, c, None, h))]
-        if c == "head_out":
-            t = head_contribution(model, L, h, t.flatten(-2))
-        out[(L, c, h)] = t.detach()
-    return out
-
-
-def _envoy(root: Any, path: str) -> Any:
-    for part in path.split("."):
-        root = root[int(part)] if part.isdigit() else getattr(root, part)
-    return root
-
-
-_ORDER = {"resid_pre": 0, "head_out": 1, "attn_out": 2, "resid_mid": 3, "mlp_out": 4, "resid_post": 5}
-
-
-def _read_nnsight(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
-    from mechinterp.hooks import head_contribution, layout_of
-
-    lay = layout_of(model)
-    lm = model.nnsight
-    base = getattr(lm, model.hf.base_model_prefix)
-    blocks = _envoy(base, lay.blocks)
-    box: dict[Key, Any] = {}
-    # nnsight needs module accesses in execution order
-    order = sorted(keys, key=lambda k: (k[0], _ORDER[k[1]], -1 if k[2] is None else k[2]))
-    with lm.trace(dict(inputs), use_cache=False) as tracer:
-        for L, c, h in order:
-            blk = blocks[L]
-            if c == "resid_pre":
-                box[(L, c, h)] = blk.input.save()
-            elif c == "resid_post":
-                box[(L, c, h)] = blk.output.save()
-            elif c == "attn_out":
-                box[(L, c, h)] = _envoy(blk, lay.attn_add).output.save()
-            elif c == "mlp_out":
-                box[(L, c, h)] = _envoy(blk, lay.mlp_add).output.save()
-            elif c == "resid_mid":
-                box[(L, c, h)] = _envoy(blk, lay.mlp_norm).input.save()
-            elif c == "head_out":
-                box[(L, c, h)] = _envoy(blk, lay.o_proj).input.save()
-        tracer.stop()
-    out = {}
-    for L, c, h in keys:
-        t = box[(L, c, h)]
-        t = t[0] if isinstance(t, tuple) else t
-        if c == "head_out":
-            t = head_contribution(model, L, h, t)
-        out[(L, c, h)] = t.detach()
-    return out
-
-
-_READERS = {"hf": _read_hf, "transformer_lens": _read_tl, "nnsight": _read_nnsight}
-
-
-def read_batch(
-    model: "Model", batch: Any, sites: Sequence[Site], backend: "Backend" = "hf"
-) -> dict[Site, Float[Tensor, "batch seq d"]]:
-    """Full ``[batch, seq, d_model]`` activations of ``sites`` (positions ignored) for a padded
-    :class:`~mechinterp.forward.Batch`, stopping after the last layer needed."""
-    if backend not in _READERS:
-        raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(_READERS)}")
-    for s in sites:
-        if not s.layer < model.n_layers:
-            raise ConfigError(f"site {s}: layer {s.layer} is out of range (model has layers 0-{model.n_layers - 1})")
-        if s.component == "head_out" and (s.head is None or not 0 <= s.head < model.n_heads):
-            raise ConfigError(f"site {s}: head_out needs a head in 0-{model.n_heads - 1}")
-    keys = list(dict.fromkeys(_key(s) for s in sites))
-    inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
-    with torch.no_grad():
-        got = _READERS[backend](model, inputs, keys)
-    return {s: got[_key(s)] for s in sites}
-
-
-@dataclass(frozen=True)
-class Collected:
-    """Activations per site, one row per (sequence, position), and for each row its sequence index and token
-    index (``-1`` for a ``mean`` row)."""
-
-    tensors: dict[Site, Float[Tensor, "n d"]]
-    rows: dict[Site, torch.Tensor]  # int64 [n, 2]: (sequence index, token index)
-
-
-def _row_tokens(site: Site, seq: TokenizedText, suite: "Suite | None") -> list[int]:
-    if site.position is None:
-        return list(range(len(seq)))
-    return resolve_positions(site.position, seq, suite)
-
-
-def collect_rows(
-    model: "Model",
-    seqs: Sequence[TokenizedText],
-    sites: Sequence[Site],
-    backend: "Backend" = "hf",
-    batch_size: int = 16,
-    suite: "Suite | None" = None,
-    missing: Literal["raise", "skip"] = "raise",
-) -> Collected:
-    """Like :func:`collect`, also returning which (sequence, token) each row came from. With
-    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it."""
-    from mechinterp.forward import batches, pad_batch
-
-    if not sites:
-        raise ConfigError("no sites to collect")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    # batches of similar length (less padding); results go back to sequence order
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    per_seq: dict[Site, dict[int, tuple[Tensor, list[tuple[int, int]]]]] = {s: {} for s in sites}
-    for idx in batches(len(order), batch_size):
-        ids = [order[k] for k in idx]
-        chunk = [seqs[i] for i in ids]
-        batch = pad_batch([s.input_ids for s in chunk], model.pad_token_id, "right", device=model.device)
-        acts = read_batch(model, batch, [s.unpositioned for s in sites], backend)
-        for site in sites:
-            act = acts[site.unpositioned]
-            for b, (j, seq) in enumerate(zip(ids, chunk)):
-                try:
-                    toks = _row_tokens(site, seq, suite)
-                except RegionError:
-                    if missing == "skip":
-                        continue
-                    raise
-                off = batch.offsets[b]
-                x = act[b, [off + t for t in toks]]
-                if isinstance(site.position, RegionPos) and site.position.which == "mean":
-                    per_seq[site][j] = (x.mean(0, keepdim=True), [(j, -1)])
-                else:
-                    per_seq[site][j] = (x, [(j, t) for t in toks])
-    vals = {s: [per_seq[s][j][0] for j in sorted(per_seq[s])] for s in sites}
-    rows = {s: [r for j in sorted(per_seq[s]) for r in per_seq[s][j][1]] for s in sites}
-    d = model.d_model
-    return Collected(
-        tensors={s: torch.cat(v).float().cpu() if v else torch.empty(0, d) for s, v in vals.items()},
-        rows={s: torch.tensor(r, dtype=torch.long).reshape(-1, 2) for s, r in rows.items()},
-    )
-
-
-def collect(
-    model: "Model",
-    seqs: Sequence[TokenizedText],
-    sites: Sequence[Site],
-    backend: "Backend" = "hf",
-    batch_size: int = 16,
-    suite: "Suite | None" = None,
-) -> dict[Site, Float[Tensor, "n d"]]:
-    """Activations of ``sites`` for ``seqs``: for each site a ``[n, d_model]`` tensor with one row per
-    sequence, in order (positions ``last``/``first``/``mean`` and TokenPos). Position ``all`` (and a site
-    without a position) gives one row per token instead: each sequence's tokens in order, sequences
-    concatenated in order (use :func:`collect_rows` to get each row's sequence and token).
-
-    Sequences are right-padded in batches of ``batch_size`` (grouped by length) and the forward pass stops after the last layer
-    any site needs; results do not depend on the batch size or padding (tested). Region names are resolved
-    with ``suite``. A missing or empty region raises RegionError."""
-    return collect_rows(model, seqs, sites, backend, batch_size, suite).tensors
-
-
-def collect_tokens(
-    model: "Model",
-    seqs: Sequence[TokenizedText],
-    layer: int,
-    component: Component,
-    backend: "Backend" = "hf",
-    batch_size: int = 16,
-    skip_bos: bool = True,
-    head: int | None = None,
-) -> Float[Tensor, "n_tokens d"]:
-    """One row per real (non-pad) token of every sequence, in order, BOS left out unless ``skip_bos=False``
-    (for SAE training: Gemma's BOS has a huge norm)."""
-    site = Site(layer, component, None, head)
-    got = collect_rows(model, seqs, [site], backend, batch_size)
-    x, rows = got.tensors[site], got.rows[site]
-    if skip_bos:
-        x = x[rows[:, 1] != 0]
-    return x

@@ -1,8 +1,9 @@
-"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.Comparison`."""
+"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.likeness.Comparison`."""
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mechinterp.compare import Comparison
+from mechinterp.compare.likeness import Comparison
 from mechinterp.reports.html import write_report
 
 HUMAN = "human (SAP)"
@@ -194,7 +195,5 @@ def write_compare_report(cmp: Comparison, path: str | Path, title: str = "Collap
         blocks += [("Side effects", _marked(cmp.side_effects, flagged)), ("", side_effects_figure(cmp))]
     blocks += [("Linking function (Natural Stories)", fit.coefficients()), ("", linking_figure(cmp))]
     if interventions:
-        import json
-
         blocks.append(("Interventions", "<pre>" + html.escape(json.dumps(interventions, indent=2, default=str)) + "</pre>"))
     return write_report(path, title, blocks, provenance)

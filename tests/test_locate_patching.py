@@ -11,7 +11,7 @@ import torch
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import logits, pad_batch
-from mechinterp.patching import (
+from mechinterp.locate.patching import (
     Patch,
     PatchConfig,
     aligned_positions,
@@ -23,19 +23,11 @@ from mechinterp.patching import (
     patch_suite,
     run_patches,
 )
-from mechinterp.sites import RegionPos, Site, TokenPos
+from mechinterp.locate.sites import RegionPos, Site, TokenPos
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for this module: on the shared 2-core machine, two spinning threads per process
-    made these small forward passes ~5x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def subset(suite, n):
@@ -134,7 +126,7 @@ def test_logprob_diff_metric_from_full_logits(tiny_model, mvrr):
 
 def test_normalisation(tiny_model, npz):
     """0 = corrupt run, 1 = clean run, in both directions. Patching the final residual stream at the token
-    that predicts a one-token disambiguator restores the clean value exactly (SCIENCE.md: trivially complete
+    that predicts a one-token disambiguator restores the clean value exactly (docs/science.md: trivially complete
     late); a position after the disambiguator cannot matter."""
     last = tiny_model.n_layers - 1
     sites = [Site(last, "resid_post", RegionPos("np")), Site(0, "resid_pre", TokenPos(-1))]
@@ -239,7 +231,7 @@ def test_patch_command_and_report(tiny_dirs, tmp_path, capsys):
 
 
 def test_report_summary(tiny_model, npz):
-    from mechinterp.reports.patching import item_gaps, summarise
+    from mechinterp.locate.figures import item_gaps, summarise
 
     df = patch_suite(tiny_model, npz, parse_sweep("resid_pre@*:region=np/last", tiny_model, npz),
                      PatchConfig(), items=npz.items[:3])

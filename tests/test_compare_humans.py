@@ -7,7 +7,7 @@ import pytest
 
 from conftest import NATURAL_STORIES, SAP_DIR
 from mechinterp.errors import ConfigError
-from mechinterp.humans import (
+from mechinterp.compare.humans import (
     CITATION,
     load_natural_stories,
     load_sap_effects,

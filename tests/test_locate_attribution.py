@@ -7,22 +7,20 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from mechinterp.attribution import correlation
-from mechinterp.patching import Patch, PatchConfig, pair_context, parse_sweep, patch_suite, run_patches
-from mechinterp.sites import Site, TokenPos
+from mechinterp.locate.patching import (
+    Patch,
+    PatchConfig,
+    pair_context,
+    parse_sweep,
+    patch_suite,
+    run_patches,
+)
+from mechinterp.locate.patching.attribution import correlation
+from mechinterp.locate.sites import Site, TokenPos
 from mechinterp.stimuli import load_suite
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for this module: on the shared 2-core machine, two spinning threads per process
-    made these small forward passes ~5x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

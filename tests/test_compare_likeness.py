@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from conftest import NATURAL_STORIES, SAP_DIR
-from mechinterp.compare import compare, item_design
+from mechinterp.compare.likeness import compare, item_design
 from mechinterp.effects import garden_path_effects
-from mechinterp.humans import load_sap_effects, noise_ceiling, published_effects
-from mechinterp.linking import FEATURE_SETS, LinkingFit
+from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
+from mechinterp.compare.linking import FEATURE_SETS, LinkingFit
 from mechinterp.surprisal import suite_surprisal
 
 
@@ -109,7 +109,7 @@ def test_coefficient_uncertainty_widens_intervals(words, sap4):
 
 
 def test_report(words, sap4, tmp_path):
-    from mechinterp.reports.compare import headline_table, write_compare_report
+    from mechinterp.compare.figures import headline_table, write_compare_report
 
     side = pd.DataFrame({"intervention": ["original", "louder"], "ns_perplexity_ratio": [1.0, 1.2],
                          "flag_perplexity": [False, True], "unamb_roi_delta_bits": [0.0, 0.1]})
@@ -173,10 +173,10 @@ def test_collapse_and_compare_cli(tiny_dirs, tmp_path):
 @pytest.mark.slow
 def test_compare_smollm2_end_to_end(smollm2, sap_classic, tmp_path):
     """Real model, bounded: 2 items per construction, one erasure, link fitted on two stories."""
-    from mechinterp.humans import load_natural_stories
+    from mechinterp.compare.humans import load_natural_stories
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build
-    from mechinterp.linking import fit_natural_stories
+    from mechinterp.compare.linking import fit_natural_stories
 
     sub = sap_classic.model_copy(update={"items": tuple(it for it in sap_classic.items if it.number <= 2)})
     ns = load_natural_stories(NATURAL_STORIES)

@@ -37,14 +37,25 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 import pandas as pd
 import torch
 from jaxtyping import Float
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.sites import RegionPos, Site, collect_rows, parse_sites, region_of_token
+from mechinterp.locate.activations import collect_rows
+from mechinterp.locate.sites import (
+    RegionPos,
+    Site,
+    TokenPos,
+    parse_sites,
+    region_number,
+    region_of_token,
+)
+from mechinterp.provenance import Provenance
 from mechinterp.tokenization import tokenize_condition
 
 if TYPE_CHECKING:
-    from mechinterp.models import Backend, Model
+    from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
 
 FORMAT = "mechinterp-activation-cache/1"
@@ -205,8 +216,6 @@ class ActivationCache:
 
     def iter_shards(self, site: Site) -> Iterator[Float[Tensor, "n d"]]:
         """The site's rows shard by shard (each read from a memory-mapped file)."""
-        from safetensors import SafetensorError, safe_open
-
         name = self._name(site)
         for sh in self.manifest["shards"]:
             path = self._check_shard(sh)
@@ -248,8 +257,6 @@ def _site_to_json(s: Site) -> dict[str, Any]:
 
 
 def _site_from_json(d: dict[str, Any]) -> dict[str, Any]:
-    from mechinterp.sites import TokenPos
-
     p = d.get("position")
     pos = None if p is None else (RegionPos(p["region"], p["which"]) if "region" in p else TokenPos(p["index"]))
     return {"layer": d["layer"], "component": d["component"], "position": pos, "head": d["head"]}
@@ -268,10 +275,6 @@ def build_cache(
     cache and whether it was reused as it was. ``on_shard(done, total)`` is called after each shard is
     listed in the manifest (from the writer thread; an exception it raises stops the build before the next
     shard is written)."""
-    from safetensors.torch import save_file
-
-    from mechinterp.provenance import Provenance
-
     sites = list(dict.fromkeys(sites))
     if not sites:
         raise ConfigError("no sites to cache")
@@ -387,8 +390,6 @@ def _shard_meta(model: "Model", suite: "Suite", sites: Sequence[Site], rows: dic
 
 
 def _mean_region(site: Site, suite: "Suite") -> int:
-    from mechinterp.sites import region_number
-
     assert isinstance(site.position, RegionPos)
     return region_number(site.position.region, suite)
 

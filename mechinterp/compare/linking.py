@@ -29,8 +29,11 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from wordfreq import zipf_frequency
 
 from mechinterp.errors import ConfigError
+from mechinterp.io import write_json_atomic
+from mechinterp.surprisal import SurprisalConfig, sentence_surprisal
 
 FeatureSet = Literal["auto", "length_frequency", "length_position"]
 SURPRISAL_TERMS = ("surprisal", "surprisal_prev1", "surprisal_prev2")
@@ -72,8 +75,6 @@ def word_length(word: str) -> int:
 def log_frequency(words: Sequence[str]) -> np.ndarray:
     """Zipf log10 frequency (per billion words) of each word, lower-cased and stripped of punctuation; words
     wordfreq does not know get 0 (its floor)."""
-    from wordfreq import zipf_frequency
-
     cache: dict[str, float] = {}
     out = np.empty(len(words))
     for i, w in enumerate(words):
@@ -149,7 +150,7 @@ class LinkingFit:
         missing = [f for f in self.features if f not in df.columns]
         if missing:
             raise ConfigError(f"cannot apply the {self.feature_set} link: the table lacks {missing} "
-                              "(build it with mechinterp.linking.add_features)")
+                              "(build it with mechinterp.compare.linking.add_features)")
         return np.column_stack([np.ones(len(df)), df[list(self.features)].to_numpy(dtype=float)])
 
     def predict(self, df: pd.DataFrame, coef: np.ndarray | None = None) -> np.ndarray:
@@ -169,12 +170,7 @@ class LinkingFit:
         return json.loads(json.dumps(asdict(self), default=str))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        tmp.replace(path)
-        return path
+        return write_json_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "LinkingFit":
@@ -232,14 +228,12 @@ def fit_linking(table: pd.DataFrame, rt: str = "rt_mean", features: FeatureSet =
 # ---- Natural Stories ----------------------------------------------------------------------------------
 def natural_stories_surprisal(model, corpus, config=None, window_words: int = 300, context_words: int = 100,
                               show_progress: bool = False) -> pd.DataFrame:
-    """Surprisal of every word of ``corpus`` (a :class:`~mechinterp.humans.NaturalStories`) in its story context.
+    """Surprisal of every word of ``corpus`` (a :class:`~mechinterp.compare.humans.NaturalStories`) in its story context.
 
     Each story is cut into windows of ``window_words`` words; each window is scored after the
     ``context_words`` words before it (so every word but the first few of a story has at least that much
     context, and sequences stay short enough for any model). Returns the corpus table with ``surprisal_bits``
     and ``n_tokens``."""
-    from mechinterp.surprisal import SurprisalConfig, sentence_surprisal
-
     if window_words < 1 or context_words < 0:
         raise ConfigError(f"window_words must be >= 1 and context_words >= 0 (got {window_words}, {context_words})")
     config = config or SurprisalConfig()

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import NATURAL_STORIES
 from mechinterp.errors import ConfigError
-from mechinterp.linking import (
+from mechinterp.compare.linking import (
     FEATURE_SETS,
     LinkingFit,
     add_features,
@@ -65,7 +65,7 @@ def test_fit_recovers_a_known_relation():
 
 
 def test_length_position_fallback(monkeypatch):
-    import mechinterp.linking as linking
+    import mechinterp.compare.linking as linking
 
     df, _, _ = synthetic(coefs={"intercept": 250.0, "surprisal": 5.0, "surprisal_prev1": 0.0, "surprisal_prev2": 0.0,
                                 "length": 2.0, "length_prev1": 0.0, "log_freq": 0.0, "log_freq_prev1": 0.0,
@@ -108,7 +108,7 @@ def test_predict_rt_on_suite_words():
 
 
 def test_natural_stories_windows_match_whole_text(tiny_model):
-    from mechinterp.humans import load_natural_stories
+    from mechinterp.compare.humans import load_natural_stories
     from mechinterp.surprisal import sentence_surprisal
 
     ns = load_natural_stories(NATURAL_STORIES).subset([1], words_per_story=40)
@@ -124,7 +124,7 @@ def test_natural_stories_windows_match_whole_text(tiny_model):
 @pytest.mark.slow
 def test_natural_stories_fit_smollm2(smollm2):
     """Real model on two stories: surprisal slows reading (positive coefficient, excluding 0) and adds R^2."""
-    from mechinterp.humans import load_natural_stories
+    from mechinterp.compare.humans import load_natural_stories
 
     ns = load_natural_stories(NATURAL_STORIES).subset([1, 2])
     fit, table = fit_natural_stories(smollm2, ns)

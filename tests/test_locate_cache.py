@@ -5,23 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
+import safetensors
 import torch
 
-from mechinterp.cache import ActivationCache, CacheConfig, build_cache, cache_key, parse_cache_sites
+import mechinterp.locate.cache as cache_module
 from mechinterp.errors import CacheError
-from mechinterp.sites import RegionPos, Site, collect
+from mechinterp.locate.activations import collect
+from mechinterp.locate.cache import (
+    ActivationCache,
+    CacheConfig,
+    build_cache,
+    cache_key,
+    parse_cache_sites,
+)
+from mechinterp.locate.sites import RegionPos, Site
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for this module: on the shared 2-core machine, two spinning threads per process
-    made these small forward passes ~5x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def subset(suite, n):
@@ -113,8 +114,6 @@ def test_resume_after_interruption(tiny_model, small_suite, tmp_path):
 
 
 def test_lazy_loading(tiny_model, small_suite, tmp_path, monkeypatch):
-    import safetensors
-
     built, _ = _build(tiny_model, small_suite, tmp_path)
     opened, read = [], []
     real = safetensors.safe_open
@@ -135,7 +134,7 @@ def test_lazy_loading(tiny_model, small_suite, tmp_path, monkeypatch):
             read.append(name)
             return self.f.get_tensor(name)
 
-    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    monkeypatch.setattr(cache_module, "safe_open", Spy)  # the name the cache reads shards with
     cache = ActivationCache.open(built.root)
     assert not opened  # opening reads the manifest only
     site = cache.sites[0]

@@ -1,8 +1,11 @@
 """Human reading data: the SAP Benchmark's published garden-path effects (built in), loaders for its effect
 tables and trial-level data, and the Natural Stories corpus (for fitting the surprisal-to-ms link)."""
 
-from mechinterp.humans.naturalstories import NaturalStories, load_natural_stories
-from mechinterp.humans.sap import (
+from mechinterp.compare.humans.naturalstories import (
+    NaturalStories,
+    load_natural_stories,
+)
+from mechinterp.compare.humans.sap import (
     CITATION,
     EFFECT_COLUMNS,
     construction_of_coef,

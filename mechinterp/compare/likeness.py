@@ -3,7 +3,7 @@ SAP Benchmark's human effects.
 
 For each intervention, construction and ROI (0 = disambiguating word, 1-2 = spillover):
 
-* the predicted effect in ms: the surprisal-to-ms link (:mod:`mechinterp.linking`, fitted on Natural Stories
+* the predicted effect in ms: the surprisal-to-ms link (:mod:`mechinterp.compare.linking`, fitted on Natural Stories
   for the original model) applied to every word of both versions of each item; the effect of an item is the
   difference of the predicted RTs at the ROI word (so spillover from surprisal at the words before counts);
 * its 95% interval: percentile bootstrap resampling items within each construction, each replicate with its
@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from mechinterp.compare.linking import LinkingFit, add_features
 from mechinterp.effects import garden_path_effects, summarise_effects
 from mechinterp.errors import ConfigError
-from mechinterp.linking import LinkingFit, add_features
 from mechinterp.stimuli.types import Suite
 
 ORIGINAL = "original"
@@ -90,8 +90,8 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
             n_boot: int = 2000, seed: int = 0) -> Comparison:
     """Run the human-likeness test. ``words``: per-word surprisal with an ``intervention`` column (from
     :func:`mechinterp.interventions.collapse.run_collapse`); ``human``: construction-level human effects
-    (:func:`mechinterp.humans.published_effects`); ``human_items``: by-item human effects
-    (:func:`mechinterp.humans.load_sap_effects`); ``ceiling``: :func:`mechinterp.humans.noise_ceiling`."""
+    (:func:`mechinterp.compare.humans.published_effects`); ``human_items``: by-item human effects
+    (:func:`mechinterp.compare.humans.load_sap_effects`); ``ceiling``: :func:`mechinterp.compare.humans.noise_ceiling`."""
     if "intervention" not in words.columns:
         words = words.assign(intervention=ORIGINAL)
     hum = human[human["source"] == "human"] if "source" in human.columns else human
