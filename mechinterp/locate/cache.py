@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
+from mechinterp.io import atomic_path, is_temporary, sha256_file, write_json_atomic
 from mechinterp.locate.activations import collect_rows
 from mechinterp.locate.sites import (
     RegionPos,
@@ -96,18 +96,8 @@ def cache_key(model: "Model", suite: "Suite", sites: Sequence[Site], config: Cac
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")))
-    tmp.replace(path)
+    write_json_atomic(path, obj, separators=(",", ":"))
 
 
 def _pos_key(site: Site) -> str:
@@ -189,7 +179,7 @@ class ActivationCache:
         """Check every shard's sha256 against the manifest (reads all the data)."""
         for sh in self.manifest["shards"]:
             path = self._check_shard(sh)
-            if _sha256(path) != sh["sha256"]:
+            if sha256_file(path) != sh["sha256"]:
                 raise CacheError(
                     f"cache shard {path} is corrupt (sha256 mismatch). Fix: delete {path} and run the same "
                     "`mechinterp cache` command again; only that shard is rebuilt."
@@ -304,8 +294,9 @@ def build_cache(
             "provenance": prov.to_json(), "shards": [],
         }
         _write_json(mpath, manifest)
-    for leftover in root.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+    for leftover in root.glob(".*"):
+        if is_temporary(leftover):
+            leftover.unlink(missing_ok=True)
     reader = ActivationCache(root, manifest)
     done = {}
     for sh in manifest["shards"]:
@@ -318,13 +309,10 @@ def build_cache(
 
     def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"
-        tmp = root / f".{file}.{os.getpid()}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(root / file)
+        with atomic_path(root / file, fsync=True) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
         manifest["shards"].append({
-            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": _sha256(root / file),
+            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha256_file(root / file),
             "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "meta": meta,
         })
         manifest["shards"].sort(key=lambda sh: sh["index"])
