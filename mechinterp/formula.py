@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from mechinterp.errors import SuiteError
 
@@ -66,7 +66,7 @@ class BinOp:
     right: "Node"
 
 
-Node = Union[Ref, Num, BinOp]
+Node = Ref | Num | BinOp
 
 _ARITH = ("+", "-")
 _COMPARE = ("<", ">", "=")

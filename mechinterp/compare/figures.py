@@ -81,7 +81,7 @@ def items_figure(cmp: Comparison, roi: int = 1) -> go.Figure:
     cons = list(dict.fromkeys(it["construction"]))
     fig = make_subplots(rows=1, cols=len(cons), subplot_titles=cons)
     for j, con in enumerate(cons, start=1):
-        for k, (name, g) in enumerate(it[it["construction"] == con].groupby("intervention", sort=False)):
+        for _k, (name, g) in enumerate(it[it["construction"] == con].groupby("intervention", sort=False)):
             fig.add_scatter(x=g["effect_ms"], y=g["human_ms"], mode="markers", name=str(name), legendgroup=str(name),
                             showlegend=j == 1, text="item " + g["item"].astype(str) + ": " + g["word"].astype(str),
                             hovertemplate="%{text}<br>model %{x:.1f} ms, human %{y:.1f} ms<extra></extra>", row=1, col=j)

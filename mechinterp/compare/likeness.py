@@ -45,7 +45,7 @@ def item_design(words: pd.DataFrame, suite: Suite, fit: LinkingFit, rois: Sequen
     tab["surprisal_bits"] = feats["surprisal"].to_numpy()
     # align ROIs with the effects module's definition, term by term
     out = None
-    for j, t in enumerate(terms):
+    for _j, t in enumerate(terms):
         w = tab.rename(columns={"surprisal_bits": "_s", f"x_{t}": "surprisal_bits"})
         e = garden_path_effects(w, suite, rois)
         e = e.rename(columns={"effect_bits": f"d_{t}"})

@@ -47,7 +47,7 @@ e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence, Union, get_args
+from typing import TYPE_CHECKING, Literal, Sequence, get_args
 
 from mechinterp.errors import ConfigError, RegionError
 from mechinterp.layers import parse_indices
@@ -97,7 +97,7 @@ class RegionPos:
         return f"{self.region}/{self.which}"
 
 
-Position = Union[TokenPos, RegionPos]
+Position = TokenPos | RegionPos
 
 
 @dataclass(frozen=True)
