@@ -52,6 +52,7 @@ def item_design(words: pd.DataFrame, suite: Suite, fit: LinkingFit, rois: Sequen
         keep = ["construction", "item", "roi", f"d_{t}"]
         out = e[["construction", "item", "roi", "word", "multi_token", f"d_{t}"]] if out is None else out.merge(e[keep], on=keep[:3])
     bits = garden_path_effects(words, suite, rois)[["construction", "item", "roi", "effect_bits"]]
+    assert out is not None, "no surprisal terms to align"
     out = out.merge(bits, on=["construction", "item", "roi"])
     D = out[[f"d_{t}" for t in terms]].to_numpy(dtype=float)
     out["effect_ms"] = D @ np.asarray(fit.coef)
