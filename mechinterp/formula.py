@@ -163,7 +163,7 @@ class _Parser:
         self.i += 1
         kind, value, pos = t
         if kind in ("ref", "num"):
-            return value  # type: ignore[return-value]
+            return value  # pyright: ignore[reportReturnType]  # the token's value is a Ref or Num for these kinds
         if kind == "open":
             node = self.logic()
             close = self.peek()

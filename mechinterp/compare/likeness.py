@@ -111,7 +111,7 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
         bits = summarise_effects(items, by=("construction", "roi"), value="effect_bits", seed=seed)
         bits = bits.set_index(["construction", "roi"])
         boots: dict[tuple[str, int], np.ndarray] = {}
-        for (cons, roi), g in items.groupby(["construction", "roi"], sort=False):
+        for (cons, roi), g in items.groupby(["construction", "roi"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
             D = g[[f"d_{t}" for t in fit.terms]].to_numpy(dtype=float)
             idx = rng.integers(0, len(g), size=(n_boot, len(g)))
             b = _bootstrap_effects(D, coefs, idx)
@@ -152,7 +152,7 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
             hi = human_items.dropna(subset=["item"]).assign(item=lambda d: d["item"].astype(int), roi=lambda d: d["roi"].astype(int))
             hi = hi[["construction", "item", "roi", "effect"]].rename(columns={"effect": "human_ms"})
             merged = items.merge(hi, on=["construction", "item", "roi"], how="inner")
-            groups = [((c, r), g) for (c, r), g in merged.groupby(["construction", "roi"], sort=False)]
+            groups = [((c, r), g) for (c, r), g in merged.groupby(["construction", "roi"], sort=False)]  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
             groups += [(("all", r), g) for r, g in merged.groupby("roi", sort=False)]
             for (cons, roi), g in groups:
                 x, y = g["effect_ms"].to_numpy(), g["human_ms"].to_numpy()

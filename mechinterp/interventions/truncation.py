@@ -79,7 +79,7 @@ def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor
         except TypeError:  # an architecture without logits_to_keep
             pass
 
-    return logits(model, batch, backend)[:, -keep:]  # type: ignore[arg-type]
+    return logits(model, batch, backend)[:, -keep:]  # pyright: ignore[reportArgumentType]  # backend is validated by logits
 
 
 def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: int,
