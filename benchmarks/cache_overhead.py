@@ -90,8 +90,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
     from mechinterp.forward import batches, pad_batch
+    from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
     from mechinterp.locate.hooks import base_model
     from mechinterp.models import load_model
     from mechinterp.tokenization import tokenize_condition

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechinterp.models import load_model
 from mechinterp.locate.patching import PatchConfig, pair_context, parse_sweep, patch_suite
+from mechinterp.models import load_model
 from mechinterp.stimuli import load_suite
 
 TL_ACT = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out", "head_out": "z"}
@@ -94,7 +94,7 @@ def main() -> None:
     sites = [s for s in sites if s.component in TL_ACT and s.position.which == "last"]
     # skip_identical=False: run every patch, as the baseline does (no credit for skipping identity patches)
     cfg = PatchConfig(directions=("clean_to_corrupt",), rows_per_pass=args.rows_per_pass, skip_identical=False)
-    model.tl  # build the bridge before timing
+    _ = model.tl  # build the bridge before timing
     patch_suite(model, suite, sites[:4], cfg, items=items[:1])  # warm-up
 
     t0 = time.perf_counter()

@@ -112,7 +112,7 @@ def evaluate_predictions(regions: pd.DataFrame, suite: Suite) -> pd.DataFrame:
         raise SuiteError(f"suite {suite.name!r} has no predictions to evaluate")
     parsed = [(i, p.formula, parse_formula(p.formula, suite)) for i, p in enumerate(suite.predictions)]
     rows = []
-    for (cons, item), g in regions.groupby(["construction", "item"], sort=False):
+    for (cons, item), g in regions.groupby(["construction", "item"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
         values: dict[tuple[str, int | None], float] = {}
         for _, r in g.iterrows():
             values[(r["condition"], int(r["region"]))] = float(r["surprisal_bits"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from mechinterp.errors import SuiteError
 
@@ -66,7 +66,7 @@ class BinOp:
     right: "Node"
 
 
-Node = Union[Ref, Num, BinOp]
+Node = Ref | Num | BinOp
 
 _ARITH = ("+", "-")
 _COMPARE = ("<", ">", "=")
@@ -163,7 +163,7 @@ class _Parser:
         self.i += 1
         kind, value, pos = t
         if kind in ("ref", "num"):
-            return value  # type: ignore[return-value]
+            return value  # pyright: ignore[reportReturnType]  # the token's value is a Ref or Num for these kinds
         if kind == "open":
             node = self.logic()
             close = self.peek()

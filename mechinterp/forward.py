@@ -31,7 +31,9 @@ class Batch:
         return slice(self.offsets[i], self.offsets[i] + self.lengths[i])
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: PaddingSide = "right", device="cpu") -> Batch:
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, side: PaddingSide = "right", device: str | torch.device = "cpu"
+) -> Batch:
     n = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), n), dtype=torch.long)

@@ -61,7 +61,7 @@ class Provenance:
     suite: dict[str, Any] | None = None  # name, sha256, source path
     seed: int | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat())
     host: str = field(default_factory=platform.node)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -131,7 +131,7 @@ def token_scores(
             )
         if on_batch is not None:
             on_batch(len(rows))
-    return out  # type: ignore[return-value]
+    return out  # pyright: ignore[reportReturnType]  # every slot is filled by the loop above
 
 
 def word_scores(tt: TokenizedText, ts: TokenScores, whitespace: str = "leading") -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +206,7 @@ def suite_surprisal(
 ) -> pd.DataFrame:
     """One row per item × condition × word (columns :data:`WORD_COLUMNS`)."""
     keys, tts = suite_sequences(model, suite)
-    with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:
+    with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:  # pyright: ignore[reportGeneralTypeIssues]  # progress() returns a tqdm bar, which is a context manager
         scores = token_scores(model, tts, config, on_batch=bar.update)
     return suite_word_table(suite, keys, tts, [word_scores(tt, ts, config.whitespace) for tt, ts in zip(tts, scores)])
 

@@ -109,6 +109,7 @@ def tokenize_text(
             wid = tokenizer(piece, add_special_tokens=False)["input_ids"]
             ids += wid
             assign += [i] * len(wid)
+    assert assign is not None  # set above whenever the offsets could not assign tokens to words
     word_spans = []
     for i in range(len(spans)):
         idx = [t + 1 for t, w in enumerate(assign) if w == i]  # +1: BOS at 0

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from conftest import NATURAL_STORIES, SAP_DIR
-from mechinterp.errors import ConfigError
 from mechinterp.compare.humans import (
     CITATION,
     load_natural_stories,
@@ -17,7 +16,7 @@ from mechinterp.compare.humans import (
     read_effect_table,
     trial_effects,
 )
-
+from mechinterp.errors import ConfigError
 
 
 def test_builtin_published_effects():

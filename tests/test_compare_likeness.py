@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 
 from conftest import NATURAL_STORIES, SAP_DIR
-from mechinterp.compare.likeness import compare, item_design
-from mechinterp.effects import garden_path_effects
 from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
+from mechinterp.compare.likeness import compare, item_design
 from mechinterp.compare.linking import FEATURE_SETS, LinkingFit
+from mechinterp.effects import garden_path_effects
 from mechinterp.surprisal import suite_surprisal
-
 
 
 def toy_link(ms_per_bit=10.0, lag1=0.0, cov_scale=0.0, other=(2.0, 1.0, 0.5)) -> LinkingFit:
@@ -174,9 +173,9 @@ def test_collapse_and_compare_cli(tiny_dirs, tmp_path):
 def test_compare_smollm2_end_to_end(smollm2, sap_classic, tmp_path):
     """Real model, bounded: 2 items per construction, one erasure, link fitted on two stories."""
     from mechinterp.compare.humans import load_natural_stories
+    from mechinterp.compare.linking import fit_natural_stories
     from mechinterp.interventions.collapse import run_collapse
     from mechinterp.interventions.spec import build
-    from mechinterp.compare.linking import fit_natural_stories
 
     sub = sap_classic.model_copy(update={"items": tuple(it for it in sap_classic.items if it.number <= 2)})
     ns = load_natural_stories(NATURAL_STORIES)

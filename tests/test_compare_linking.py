@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from conftest import NATURAL_STORIES
-from mechinterp.errors import ConfigError
 from mechinterp.compare.linking import (
     FEATURE_SETS,
     LinkingFit,
@@ -18,6 +17,7 @@ from mechinterp.compare.linking import (
     natural_stories_surprisal,
     predict_rt,
 )
+from mechinterp.errors import ConfigError
 
 
 def synthetic(n_seq=60, n_words=12, seed=0, coefs=None):

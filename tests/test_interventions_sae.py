@@ -93,8 +93,8 @@ def test_sae_edit_in_a_forward_pass(tiny_model, sae):
 def test_sae_edit_on_smollm2(smollm2, tmp_path):
     """Real model, random SAE at layer 10: the edit changes the residual stream by exactly the edited features'
     decoder contribution (error term kept) at the scoped positions, and nothing elsewhere."""
-    from mechinterp.locate.activations import collect_rows
     from mechinterp.interventions.base import apply_interventions
+    from mechinterp.locate.activations import collect_rows
     from mechinterp.tokenization import tokenize_condition
 
     sae = random_sae(tmp_path / "s", smollm2.d_model, d_sae=256, layer=10)

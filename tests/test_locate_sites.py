@@ -82,7 +82,6 @@ def test_site_validation():
 def test_resolve_positions(tiny_model, npz):
     item = npz.items[0]
     amb = tokenize_condition(tiny_model, item.condition("ambiguous"))
-    unamb = tokenize_condition(tiny_model, item.condition("unambiguous"))
     np_tokens = list(amb.tokens_of_region(4))
     assert resolve_positions(RegionPos("np"), amb, npz) == [np_tokens[-1]]
     assert resolve_positions(RegionPos("ambiguous", "first"), amb, npz) == [np_tokens[0]]

@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 from mechinterp.errors import UnknownModelError, WeightsError
-from mechinterp.models import REGISTRY, get_spec, load_model
-from mechinterp.models import convert
+from mechinterp.models import REGISTRY, convert, get_spec, load_model
 
 
 def test_unknown_model_lists_known_ones():

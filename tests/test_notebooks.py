@@ -54,7 +54,7 @@ def test_notebook_uses_only_the_public_api(path):
     """Imports from mechinterp name no private module or name (nothing starting with an underscore)."""
     for cell in code_cells(path):
         src = "".join(cell["source"])
-        tree = ast.parse("\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!"))))
+        tree = ast.parse("\n".join(ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mechinterp"):
                 assert not any(part.startswith("_") for part in node.module.split(".")), node.module

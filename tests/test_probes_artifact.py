@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mechinterp.errors import CacheError, ConfigError
+from mechinterp.locate.sites import RegionPos, Site
 from mechinterp.probes.artifact import ProbeArtifact
 from mechinterp.probes.train import fit_full, make_probe
-from mechinterp.locate.sites import RegionPos, Site
 
 
 def _fitted(seed=0, d=16):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import assert_no_hooks
 from mechinterp.probes import ProbeArtifact, ProbeSettings, run_probes
 from mechinterp.probes.lexical import content_words, suite_content_words
 from mechinterp.stimuli import load_suite
-
-from conftest import assert_no_hooks
 
 FAST = ProbeSettings(n_per_class=20, folds=3, bootstrap=100, random_directions=1)
 

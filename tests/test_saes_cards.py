@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from conftest import assert_no_hooks
 
+from conftest import assert_no_hooks
 from mechinterp.errors import ConfigError
 from mechinterp.saes import cards as K
 from mechinterp.stimuli import load_suite

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_no_hooks
-from test_saes_load import perfect_sae
 
+from conftest import assert_no_hooks
 from mechinterp.errors import SuiteError
 from mechinterp.saes import features as F
 from mechinterp.saes.load import load_sae
 from mechinterp.stimuli import load_suite
+from test_saes_load import perfect_sae
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,8 @@ def test_perfect_sae_has_no_error_attribution(results):
 def test_ablation_matches_direct_intervention(results, tiny_model):
     """Zero-ablating latent j of the perfect SAE (relu(x_j)) in the window equals setting x_j to
     min(x_j, 0) there with a plain site write; the effect change must agree."""
-    from mechinterp.locate.hooks import write_site
     from mechinterp.forward import pad_batch
+    from mechinterp.locate.hooks import write_site
 
     sae, suites, cfg, res = results
     pairs = F._pairs(tiny_model, suites[0])
@@ -116,8 +116,8 @@ def test_ablation_matches_direct_intervention(results, tiny_model):
 
             def fn(x: torch.Tensor) -> torch.Tensor:
                 y = x.clone()
-                v = y[0, win, j]
-                y[0, win, j] = v - sign * torch.relu(sign * v)
+                v = y[0, win, j]  # noqa: B023 (fn is used within this iteration)
+                y[0, win, j] = v - sign * torch.relu(sign * v)  # noqa: B023
                 return y
 
             b = pad_batch([seq.input_ids], tiny_model.pad_token_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_saes_load import perfect_sae
 
 from mechinterp.errors import ConfigError
 from mechinterp.probes.activations import collect_stimuli, collect_training
@@ -13,6 +12,7 @@ from mechinterp.probes.templates import generate
 from mechinterp.saes.load import load_sae
 from mechinterp.saes.readings import ReadingFeatureConfig, _bucket_differences, reading_features, stratified_permutation
 from mechinterp.stimuli import load_suite
+from test_saes_load import perfect_sae
 
 
 def test_bucket_differences_pair_readings_within_buckets():

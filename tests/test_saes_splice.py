@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_no_hooks
-from test_saes_load import perfect_sae
 
+from conftest import assert_no_hooks
 from mechinterp.forward import pad_batch
 from mechinterp.saes.load import load_sae
 from mechinterp.saes.splice import spliced, word_surprisal
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
+from test_saes_load import perfect_sae
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_feature_gradients_match_finite_differences(tiny_model, topk_sae):
 
 def test_quality_of_a_perfect_sae(tiny_model, tmp_path):
     """An SAE that reconstructs exactly: FVE 1, CE equal to clean, 100% recovered, KL 0."""
-    from mechinterp.saes.corpus import template_corpus
     from mechinterp.saes.activations import corpus_activations, doc_sequence
+    from mechinterp.saes.corpus import template_corpus
     from mechinterp.saes.quality import quality_record, reconstruction_stats, splice_stats
 
     sae = load_sae(perfect_sae(tmp_path / "p", tiny_model.d_model, layer=1))
@@ -122,8 +122,8 @@ def test_quality_of_a_perfect_sae(tiny_model, tmp_path):
 def test_zero_ablation_really_zeroes_the_site(tiny_model, tmp_path):
     """ce_zero is the CE with the site set to zero at non-BOS positions (checked by hand)."""
     from mechinterp.locate.hooks import write_site
-    from mechinterp.saes.quality import splice_stats
     from mechinterp.locate.sites import Site
+    from mechinterp.saes.quality import splice_stats
     from mechinterp.tokenization import tokenize_text
 
     sae = load_sae(perfect_sae(tmp_path / "p", tiny_model.d_model, layer=0))

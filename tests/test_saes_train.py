@@ -123,10 +123,10 @@ def test_train_pipeline_on_tiny_model(tiny_model, tmp_path):
 
 
 def test_activations_leave_bos_out_and_match_sites(tiny_model):
-    from mechinterp.saes.activations import corpus_activations, doc_sequence
-    from mechinterp.saes.corpus import template_corpus
     from mechinterp.locate.activations import collect_rows
     from mechinterp.locate.sites import Site
+    from mechinterp.saes.activations import corpus_activations, doc_sequence
+    from mechinterp.saes.corpus import template_corpus
 
     corpus = template_corpus(20)
     acts = corpus_activations(tiny_model, corpus, [3, 1, 2], 0, "resid_post", n_tokens=None, chunk_docs=2)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
+from conftest import SAP_DIR
 from mechinterp.errors import RegionError, SuiteError
 from mechinterp.stimuli import builtin_suites, load_suite, suite_from_dict, suite_to_dict, write_syntaxgym
-from conftest import SAP_DIR
 
 
 def _suite_dict(spacing: str | None = "attach") -> dict:

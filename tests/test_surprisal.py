@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mechinterp.forward import next_token_stats, pad_batch, logits
+from mechinterp.forward import logits, next_token_stats, pad_batch
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, _bow_mask, sentence_surprisal, suite_surprisal
 from mechinterp.tokenization import tokenize_text

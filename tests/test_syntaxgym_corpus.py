@@ -99,7 +99,7 @@ def independent_region_surprisals(hf, tokenizer, bos_id: int, data: dict, batch_
             text, ranges = sentence_and_ranges(c["regions"])
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             owner = []
-            for a, b in enc["offset_mapping"]:
+            for _a, b in enc["offset_mapping"]:
                 last = b - 1
                 owner.append(next(n for n, (s, e) in ranges.items() if s <= last < e))
             jobs.append((it["item_number"], c["condition_name"], [bos_id, *enc["input_ids"]], owner, ranges))

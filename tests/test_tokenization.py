@@ -69,9 +69,13 @@ class _MergingTokenizer:
             ids, offs, pos = [], [], 0
             while pos < len(text):
                 if text.startswith("a b", pos):
-                    ids.append(100); offs.append((pos, pos + 3)); pos += 3
+                    ids.append(100)
+                    offs.append((pos, pos + 3))
+                    pos += 3
                 else:
-                    ids.append(ord(text[pos])); offs.append((pos, pos + 1)); pos += 1
+                    ids.append(ord(text[pos]))
+                    offs.append((pos, pos + 1))
+                    pos += 1
         out = {"input_ids": ids}
         if return_offsets_mapping:
             out["offset_mapping"] = offs

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate_predictions(region_surprisal(words), suite)
     acc = float(res["passed"].mean())
     common.write(res, out, common.provenance("evaluate", args, model, [suite], accuracy=acc))
-    for (idx, formula), g in res.groupby(["prediction", "formula"]):
+    for (idx, formula), g in res.groupby(["prediction", "formula"]):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
         print(f"prediction {idx} {formula}: {g['passed'].mean():.3f} ({int(g['passed'].sum())}/{len(g)} items)")
     print(f"accuracy: {acc:.3f}")
     return 0

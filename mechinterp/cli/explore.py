@@ -10,6 +10,7 @@ folders given with ``--allow-path`` (see :mod:`mechinterp.explore.paths`).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import shlex
@@ -88,6 +89,9 @@ def streamlit_command(port: int | None = None, headless: bool = False, address: 
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.dry_run and importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("streamlit is not installed (it is the optional `explorer` extra): "
+                          "pip install -e '.[explorer]' (`make setup` installs it)")
     if not APP.exists():
         raise ConfigError(f"the explorer app {APP} is missing: it ships with the source checkout (pip install -e .)")
     get_spec(args.model)  # an unknown model is reported now, not in the browser

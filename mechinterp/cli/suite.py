@@ -109,7 +109,7 @@ def describe(suite: Suite, model=None, max_items: int | None = None) -> list[str
                 name = suite.region_meta.get(r.number, "")
                 words = [w.text for w in c.region_words(r.number)]
                 line = f"    region {r.number:>2} {name:<14} {r.content!r:<32} words={words}"
-                if tt is not None:
+                if tt is not None and model is not None:
                     ids = [tt.input_ids[i] for i in tt.tokens_of_region(r.number)]
                     line += f" tokens={model.tokenizer.convert_ids_to_tokens(ids)}"
                 lines.append(line)

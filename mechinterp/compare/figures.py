@@ -81,7 +81,7 @@ def items_figure(cmp: Comparison, roi: int = 1) -> go.Figure:
     cons = list(dict.fromkeys(it["construction"]))
     fig = make_subplots(rows=1, cols=len(cons), subplot_titles=cons)
     for j, con in enumerate(cons, start=1):
-        for k, (name, g) in enumerate(it[it["construction"] == con].groupby("intervention", sort=False)):
+        for _k, (name, g) in enumerate(it[it["construction"] == con].groupby("intervention", sort=False)):
             fig.add_scatter(x=g["effect_ms"], y=g["human_ms"], mode="markers", name=str(name), legendgroup=str(name),
                             showlegend=j == 1, text="item " + g["item"].astype(str) + ": " + g["word"].astype(str),
                             hovertemplate="%{text}<br>model %{x:.1f} ms, human %{y:.1f} ms<extra></extra>", row=1, col=j)
@@ -94,7 +94,7 @@ def items_figure(cmp: Comparison, roi: int = 1) -> go.Figure:
 def side_effects_figure(cmp: Comparison) -> go.Figure:
     se = cmp.side_effects
     fig = go.Figure()
-    if se is None or "ns_perplexity_ratio" not in se or se["ns_perplexity_ratio"].isna().all():
+    if se is None or "ns_perplexity_ratio" not in se or se["ns_perplexity_ratio"].isna().all():  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
         return fig.update_layout(title="no Natural Stories side effects computed")
     colors = ["#c0392b" if f else "#2e86c1" for f in se["flag_perplexity"].fillna(False)]
     fig.add_bar(x=se["intervention"], y=(se["ns_perplexity_ratio"] - 1) * 100, marker_color=colors,
@@ -127,7 +127,7 @@ def headline_table(cmp: Comparison) -> pd.DataFrame:
     t = cmp.table()
     flagged = flagged_interventions(cmp)
     rows = []
-    for (con, roi), g in t.groupby(["construction", "roi"], sort=False):
+    for (con, roi), g in t.groupby(["construction", "roi"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
         h = g.iloc[0]
         rows.append({"construction": con, "roi": roi, "row": HUMAN,
                      "effect_ms": f"{h['human_ms']:.1f} [{h['human_low']:.1f}, {h['human_high']:.1f}]",
@@ -138,9 +138,9 @@ def headline_table(cmp: Comparison) -> pd.DataFrame:
                 "construction": con, "roi": roi, "row": _flag_label(str(r["intervention"]), flagged),
                 "effect_ms": f"{r['predicted_ms']:.1f} [{r['predicted_low']:.1f}, {r['predicted_high']:.1f}]",
                 "effect_bits": f"{r['effect_bits']:.2f} [{r['effect_bits_low']:.2f}, {r['effect_bits_high']:.2f}]",
-                "ratio": f"{r['ratio']:.3f}", "inside_human_CI": "yes" if r["inside_human_interval"] else "no",
-                "NS_ppl_change": "" if pd.isna(ppl) else f"{(ppl - 1) * 100:+.1f}%",
-                "unamb_ROI_delta_bits": "" if pd.isna(r.get("unamb_roi_delta_bits")) else f"{r['unamb_roi_delta_bits']:+.2f}",
+                "ratio": f"{r['ratio']:.3f}", "inside_human_CI": "yes" if r["inside_human_interval"] else "no",  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
+                "NS_ppl_change": "" if pd.isna(ppl) else f"{(ppl - 1) * 100:+.1f}%",  # pyright: ignore[reportGeneralTypeIssues, reportOptionalOperand]  # pandas stubs: a row cell is not a scalar to them; pd.isna is checked first
+                "unamb_ROI_delta_bits": "" if pd.isna(r.get("unamb_roi_delta_bits")) else f"{r['unamb_roi_delta_bits']:+.2f}",  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
             })
     return pd.DataFrame(rows)
 

@@ -45,13 +45,14 @@ def item_design(words: pd.DataFrame, suite: Suite, fit: LinkingFit, rois: Sequen
     tab["surprisal_bits"] = feats["surprisal"].to_numpy()
     # align ROIs with the effects module's definition, term by term
     out = None
-    for j, t in enumerate(terms):
+    for _j, t in enumerate(terms):
         w = tab.rename(columns={"surprisal_bits": "_s", f"x_{t}": "surprisal_bits"})
         e = garden_path_effects(w, suite, rois)
         e = e.rename(columns={"effect_bits": f"d_{t}"})
         keep = ["construction", "item", "roi", f"d_{t}"]
         out = e[["construction", "item", "roi", "word", "multi_token", f"d_{t}"]] if out is None else out.merge(e[keep], on=keep[:3])
     bits = garden_path_effects(words, suite, rois)[["construction", "item", "roi", "effect_bits"]]
+    assert out is not None, "no surprisal terms to align"
     out = out.merge(bits, on=["construction", "item", "roi"])
     D = out[[f"d_{t}" for t in terms]].to_numpy(dtype=float)
     out["effect_ms"] = D @ np.asarray(fit.coef)
@@ -110,7 +111,7 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
         bits = summarise_effects(items, by=("construction", "roi"), value="effect_bits", seed=seed)
         bits = bits.set_index(["construction", "roi"])
         boots: dict[tuple[str, int], np.ndarray] = {}
-        for (cons, roi), g in items.groupby(["construction", "roi"], sort=False):
+        for (cons, roi), g in items.groupby(["construction", "roi"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
             D = g[[f"d_{t}" for t in fit.terms]].to_numpy(dtype=float)
             idx = rng.integers(0, len(g), size=(n_boot, len(g)))
             b = _bootstrap_effects(D, coefs, idx)
@@ -151,7 +152,7 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
             hi = human_items.dropna(subset=["item"]).assign(item=lambda d: d["item"].astype(int), roi=lambda d: d["roi"].astype(int))
             hi = hi[["construction", "item", "roi", "effect"]].rename(columns={"effect": "human_ms"})
             merged = items.merge(hi, on=["construction", "item", "roi"], how="inner")
-            groups = [((c, r), g) for (c, r), g in merged.groupby(["construction", "roi"], sort=False)]
+            groups = [((c, r), g) for (c, r), g in merged.groupby(["construction", "roi"], sort=False)]  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
             groups += [(("all", r), g) for r, g in merged.groupby("roi", sort=False)]
             for (cons, roi), g in groups:
                 x, y = g["effect_ms"].to_numpy(), g["human_ms"].to_numpy()

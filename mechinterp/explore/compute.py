@@ -123,7 +123,7 @@ def item_patching(model: "Model", suite: "Suite", item: "Item", spec: str | None
         raise ConfigError("patching needs both versions of the item: type a control (unambiguous) sentence too")
     one = one_item(suite, item)
     sites = parse_sweep(spec, model, one, heads=False)
-    return patch_suite(model, one, sites, PatchConfig(metric=metric, rows_per_pass=rows_per_pass))  # type: ignore[arg-type]
+    return patch_suite(model, one, sites, PatchConfig(metric=metric, rows_per_pass=rows_per_pass))  # pyright: ignore[reportArgumentType]  # metric is validated by PatchConfig
 
 
 def patching_grid(df: pd.DataFrame, direction: str, component: str) -> pd.DataFrame:
@@ -256,7 +256,7 @@ def human_effects(construction: str, subset: str = "ClassicGP") -> pd.DataFrame:
     """The SAP Benchmark's published effects (ms) for ``construction`` at ROIs 0-2: humans with 95% intervals
     and the paper's GPT-2 / LSTM / no-surprisal predictions; empty if the benchmark does not cover it."""
     df = published_effects(subset, None)
-    return df[df["construction"] == canonical_construction(construction)].reset_index(drop=True)
+    return df[df["construction"] == canonical_construction(construction)].reset_index(drop=True)  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def item_predicted_ms(words: pd.DataFrame, suite: "Suite", item: "Item", fit: Any) -> pd.DataFrame:
@@ -265,4 +265,4 @@ def item_predicted_ms(words: pd.DataFrame, suite: "Suite", item: "Item", fit: An
     if not has_pair(suite, item):
         raise ConfigError("a predicted effect needs both versions of the item")
     d = item_design(words, one_item(suite, item), fit, ROIS)
-    return d[["construction", "item", "roi", "word", "effect_bits", "effect_ms"]]
+    return d[["construction", "item", "roi", "word", "effect_bits", "effect_ms"]]  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series

@@ -58,10 +58,10 @@ def effects_bar(effects: pd.DataFrame, title: str = "Garden-path effect of this 
 def probe_curve_figure(summary: pd.DataFrame, title: str = "") -> go.Figure:
     """P(preferred reading) over layers, one line per condition (band: min-max over seeds)."""
     fig = go.Figure()
-    for (comp, cond), g in summary.groupby(["component", "condition"], sort=False):
+    for (comp, cond), g in summary.groupby(["component", "condition"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
         g = g.sort_values("layer")
-        name = f"{cond}" if summary["component"].nunique() == 1 else f"{cond} ({comp})"
-        if (g["n_seeds"] > 1).any():
+        name = f"{cond}" if summary["component"].nunique() == 1 else f"{cond} ({comp})"  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
+        if (g["n_seeds"] > 1).any():  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
             fig.add_scatter(x=list(g["layer"]) + list(g["layer"][::-1]), y=list(g["p_max"]) + list(g["p_min"][::-1]),
                             fill="toself", line=dict(width=0), opacity=0.2, showlegend=False, hoverinfo="skip")
         fig.add_scatter(x=g["layer"], y=g["p_preferred"], mode="lines+markers", name=name,

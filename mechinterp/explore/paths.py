@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mechinterp.datasets import data_dir
 from mechinterp.errors import ConfigError
-from mechinterp.interventions.spec import ClampSpec, SAESpec, FittedSpec, parse_spec
+from mechinterp.interventions.spec import ClampSpec, FittedSpec, SAESpec, parse_spec
 from mechinterp.models.registry import REGISTRY
 from mechinterp.stimuli import builtin_suites
 from mechinterp.stimuli.library import BUILTIN_DIR

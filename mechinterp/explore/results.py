@@ -165,7 +165,8 @@ def _table(path: Path) -> ResultTable | None:
     if kind is None:
         return None
     prov = _provenance(path)
-    model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
+    model = prov.get("model")
+    model = model if isinstance(model, dict) else {}
     return ResultTable(path=path, kind=kind, columns=tuple(cols), command=prov.get("command"),
                        model=model.get("name"), weights_sha256=model.get("weights_sha256"), suites=_suite_names(prov))
 

@@ -128,6 +128,7 @@ def run_collapse(model: "Model", suite: "Suite", interventions: Mapping[str, Com
             ns_all.append(nw.assign(intervention=name))
             ppl = perplexity(nw)
             base_ppl = ppl if name == ORIGINAL else base_ppl
+            assert base_ppl is not None  # the original model runs first (runs starts with ORIGINAL)
             row.update(ns_words=int((nw["word_index"] > 0).sum()), ns_perplexity=ppl, ns_perplexity_original=base_ppl,
                        ns_perplexity_ratio=ppl / base_ppl, flag_perplexity=bool(ppl / base_ppl > PPL_FLAG_RATIO))
         if name == ORIGINAL:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mechinterp.stimuli.types import Suite
     from mechinterp.surprisal import SurprisalConfig
 
-Part = Union[Intervention, Truncation]
+Part = Intervention | Truncation
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -133,7 +133,7 @@ class TruncateSpec(_Spec):
     k: int = Field(ge=0)
 
 
-PartSpec = Annotated[Union[LeaceSpec, ClampSpec, SAESpec, TruncateSpec], Field(discriminator="kind")]
+PartSpec = Annotated[LeaceSpec | ClampSpec | SAESpec | TruncateSpec, Field(discriminator="kind")]
 
 
 class InterventionSpec(_Spec):
@@ -145,7 +145,7 @@ class InterventionSpec(_Spec):
 
 _LISTS = {"fit", "features"}
 _KINDS = ("leace", "clamp", "sae", "truncate")
-_PART_SPLIT = re.compile(r"\+(?=\s*(?:%s)\s*(?::|$))" % "|".join(_KINDS))
+_PART_SPLIT = re.compile(r"\+(?=\s*(?:{})\s*(?::|$))".format("|".join(_KINDS)))
 
 
 def _parse_part(text: str) -> dict[str, Any]:

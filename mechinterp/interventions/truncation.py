@@ -79,7 +79,7 @@ def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor
         except TypeError:  # an architecture without logits_to_keep
             pass
 
-    return logits(model, batch, backend)[:, -keep:]  # type: ignore[arg-type]
+    return logits(model, batch, backend)[:, -keep:]  # pyright: ignore[reportArgumentType]  # backend is validated by logits
 
 
 def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: int,
@@ -104,7 +104,7 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
         lg = _keep_logits(model, batch, keep, config.backend).float()
         lse = torch.logsumexp(lg, dim=-1)
         T = batch.input_ids.shape[1]
-        for j, (s, w, ids, n) in enumerate(rows):
+        for j, (s, w, _ids, n) in enumerate(rows):
             pred = torch.arange(keep - n - 1, keep - 1)  # local indices of the positions predicting the word
             tgt = batch.input_ids[j, T - n :]
             lp = lg[j, pred].gather(-1, tgt[:, None].to(lg.device)).squeeze(-1) - lse[j, pred]

@@ -47,7 +47,7 @@ e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``. ``region=*`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence, Union, get_args
+from typing import TYPE_CHECKING, Literal, Sequence, get_args
 
 from mechinterp.errors import ConfigError, RegionError
 from mechinterp.layers import parse_indices
@@ -97,7 +97,7 @@ class RegionPos:
         return f"{self.region}/{self.which}"
 
 
-Position = Union[TokenPos, RegionPos]
+Position = TokenPos | RegionPos
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,9 @@ def _positions(text: str, entry: str, regions: Sequence[int | str] | None) -> li
             if name == "*":
                 if regions is None:
                     raise ConfigError(f"site spec {entry!r}: region=* needs the list of regions (regions=)")
-                out.extend(RegionPos(r, which) for r in regions)  # type: ignore[arg-type]
+                out.extend(RegionPos(r, which) for r in regions)
             else:
-                out.append(RegionPos(int(name) if name.lstrip("-").isdigit() else name, which))  # type: ignore[arg-type]
+                out.append(RegionPos(int(name) if name.lstrip("-").isdigit() else name, which))
         return out
     raise ConfigError(f"site spec {entry!r}: unknown position kind {key!r} (use token= or region=)")
 
@@ -233,7 +233,7 @@ def parse_sites(
             for L in layers:
                 for pos in positions:
                     for h in heads:
-                        sites.append(Site(L, comp, pos, h))  # type: ignore[arg-type]
+                        sites.append(Site(L, comp, pos, h))  # pyright: ignore[reportArgumentType]  # component names are checked by Site
     return list(dict.fromkeys(sites))
 
 

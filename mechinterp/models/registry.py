@@ -7,6 +7,7 @@ directory also works (pass its path instead of a name).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal

@@ -36,7 +36,7 @@ _CACHE_SIZE = 12
 
 def position(name: PositionName, which: str = "last"):
     if name == "target":
-        return RegionPos(REGION_TARGET, which)  # type: ignore[arg-type]
+        return RegionPos(REGION_TARGET, which)  # pyright: ignore[reportArgumentType]  # which is validated by RegionPos
     if name == "pre":
         return RegionPos(REGION_PRE, "last")
     if name == "start":
@@ -67,7 +67,7 @@ def collect_training(
 ) -> dict[tuple[int, str, str], np.ndarray]:
     """``{(layer, component, position): float64 array [n_sentences, d_model]}`` for a training set."""
     keys = [(L, c, p) for L in layers for c in components for p in positions]
-    sites = {k: Site(k[0], k[1], position(k[2], which)) for k in keys}  # type: ignore[arg-type]
+    sites = {k: Site(k[0], k[1], position(k[2], which)) for k in keys}  # pyright: ignore[reportArgumentType]  # component is checked by Site, positions are PositionNames
     texts = tuple(s.text for s in ts.sentences)
     ck = hashlib.sha256(
         repr((model.weights_sha256, str(model.path), backend, texts, sorted(map(str, sites.values())))).encode()
@@ -122,6 +122,6 @@ def collect_stimuli(
             seqs.append(tok)
     if not rows:
         raise ConfigError(f"suite {suite.name!r} has no {construction} items with a non-empty ambiguous region")
-    sites = {(L, c): Site(L, c, RegionPos(region, which)) for L in layers for c in components}  # type: ignore[arg-type]
+    sites = {(L, c): Site(L, c, RegionPos(region, which)) for L in layers for c in components}  # pyright: ignore[reportArgumentType]  # component and which are validated by Site and RegionPos
     got = collect(model, seqs, list(sites.values()), backend=backend, batch_size=batch_size)
     return rows, {k: got[s].double().numpy() for k, s in sites.items()}

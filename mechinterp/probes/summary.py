@@ -60,7 +60,8 @@ def best_sites(metric_summary: pd.DataFrame, verdict_summary: pd.DataFrame) -> p
             at = at[at[k] == v]
 
         def get(measure: str, position: str = "target", col: str = "value") -> float:
-            sel = at[(at.measure == measure) & (at.position == position)]
+            # called only within this iteration, so the late binding of `at` is what is meant
+            sel = at[(at.measure == measure) & (at.position == position)]  # noqa: B023
             return float(sel[col].mean()) if len(sel) else float("nan")
 
         tr = at[at.measure == "transfer_accuracy"]

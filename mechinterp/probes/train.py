@@ -40,17 +40,17 @@ class ProbeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    C: float = Field(0.1, gt=0, description="inverse L2 strength of the logistic regression")
-    n_per_class: int = Field(150, ge=10, le=5000, description="generated training sentences per reading")
-    folds: int = Field(5, ge=2, le=20, description="cross-validation folds")
-    which: str = Field("last", pattern="^(last|mean)$", description="token of the target: last, or mean")
-    control: bool = Field(True, description="run the Hewitt & Liang control task")
-    random_directions: int = Field(10, ge=0, le=200, description="random directions for the baseline")
-    baselines: bool = Field(True, description="lexical baselines at the word before the target and the first word")
-    transfer: bool = Field(True, description="test each probe on the other constructions' training sets")
-    bootstrap: int = Field(1000, ge=100, le=20000, description="bootstrap resamples for intervals")
-    min_accuracy: float = Field(0.6, ge=0.5, lt=1.0, description="readouts need held-out accuracy CI above this")
-    max_iter: int = Field(2000, ge=100)
+    C: float = Field(default=0.1, gt=0, description="inverse L2 strength of the logistic regression")
+    n_per_class: int = Field(default=150, ge=10, le=5000, description="generated training sentences per reading")
+    folds: int = Field(default=5, ge=2, le=20, description="cross-validation folds")
+    which: str = Field(default="last", pattern="^(last|mean)$", description="token of the target: last, or mean")
+    control: bool = Field(default=True, description="run the Hewitt & Liang control task")
+    random_directions: int = Field(default=10, ge=0, le=200, description="random directions for the baseline")
+    baselines: bool = Field(default=True, description="lexical baselines at the word before the target and the first word")
+    transfer: bool = Field(default=True, description="test each probe on the other constructions' training sets")
+    bootstrap: int = Field(default=1000, ge=100, le=20000, description="bootstrap resamples for intervals")
+    min_accuracy: float = Field(default=0.6, ge=0.5, lt=1.0, description="readouts need held-out accuracy CI above this")
+    max_iter: int = Field(default=2000, ge=100)
 
 
 @contextmanager
@@ -96,7 +96,7 @@ def grouped_folds(groups: Sequence[Hashable], n_folds: int, seed: int) -> Folds:
     return [(tr, te) for tr, te in splitter.split(np.zeros(len(g)), groups=g)]
 
 
-def random_folds(y: Sequence[int], n_folds: int, seed: int) -> Folds:
+def random_folds(y: Sequence[int] | np.ndarray, n_folds: int, seed: int) -> Folds:
     y = np.asarray(y)
     k = min(n_folds, int(np.bincount(y).min()))
     if k < 2:
@@ -125,7 +125,7 @@ def _check_xy(X: np.ndarray, y: np.ndarray) -> None:
 
 
 def cross_val_proba(
-    X: Float[np.ndarray, "n d"], y: Sequence[int], folds: Folds, C: float, max_iter: int = 2000
+    X: Float[np.ndarray, "n d"], y: Sequence[int] | np.ndarray, folds: Folds, C: float, max_iter: int = 2000
 ) -> np.ndarray:
     """Out-of-fold P(class 1) for every row (each row is predicted by the probe that did not see it)."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
@@ -152,7 +152,7 @@ class FittedLinear:
     scale: np.ndarray
 
 
-def fit_full(X: Float[np.ndarray, "n d"], y: Sequence[int], C: float, max_iter: int = 2000) -> FittedLinear:
+def fit_full(X: Float[np.ndarray, "n d"], y: Sequence[int] | np.ndarray, C: float, max_iter: int = 2000) -> FittedLinear:
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
     _check_xy(X, y)
     with _quiet():
@@ -177,7 +177,7 @@ def control_labels(types: Sequence[Hashable], y: Sequence[int], seed: int) -> np
 
 
 def random_direction_proba(
-    X: Float[np.ndarray, "n d"], y: Sequence[int], folds: Folds, n_directions: int, seed: int
+    X: Float[np.ndarray, "n d"], y: Sequence[int] | np.ndarray, folds: Folds, n_directions: int, seed: int
 ) -> np.ndarray:
     """Out-of-fold P(class 1) from 1-d probes on random directions: array [n_directions, n]."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)

@@ -20,7 +20,7 @@ EFFICACY_COLUMNS = [
 
 def dispreferred(readings: pd.DataFrame) -> pd.DataFrame:
     """The rows of the dispreferred reading (the one people do not take first)."""
-    return readings[~readings["preferred"].astype(bool)]
+    return readings[~readings["preferred"].astype(bool)]  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def summarise_readings(readings: pd.DataFrame, by: Sequence[str] = ("construction", "condition"),
@@ -47,7 +47,7 @@ def summarise_readings(readings: pd.DataFrame, by: Sequence[str] = ("constructio
         row = dict(zip(by, key))
         row.update(n_items=int(g["item"].nunique()), p_dispreferred=p, p_dispreferred_low=pl, p_dispreferred_high=ph,
                    log2_odds=lo, log2_odds_low=ll, log2_odds_high=lh)
-        if g["n_samples"].notna().any():
+        if g["n_samples"].notna().any():  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
             row["unclassified_share"] = float(g["n_unclassified"].sum() / g["n_samples"].sum())
         rows.append(row)
     return pd.DataFrame(rows)
@@ -102,7 +102,7 @@ def efficacy(readings: pd.DataFrame, original: str = "original", factor: float =
     base = d[d["intervention"] == original].set_index(key)
     rng = np.random.default_rng(seed)
     rows = []
-    for (name, method, cons, cond), g in d.groupby(["intervention", "method", "construction", "condition"], sort=False):
+    for (name, method, cons, cond), g in d.groupby(["intervention", "method", "construction", "condition"], sort=False):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: groupby keys are Hashable, not tuples
         g = g.set_index(key)
         b = base.reindex(g.index)
         p, p0 = g["probability"].to_numpy(float), b["probability"].to_numpy(float)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from mechinterp.io import write_text_atomic
 
-Block = Union[go.Figure, pd.DataFrame, str]
+Block = go.Figure | pd.DataFrame | str
 
 
 def _table(df: pd.DataFrame, max_rows: int = 200) -> str:

@@ -191,7 +191,7 @@ def compare_sentence(table: pd.DataFrame, order: pd.DataFrame, ms_per_bit: float
         parts.append(p + f" vs people {a.human_ms:.0f} ms")
     text = f"With a link of {ms_per_bit:.1f} ms per bit, at ROI {roi} the model predicts {_join(parts)}"
     ratios = t.groupby("intervention")["ratio"].mean()
-    if original in ratios and intervention in ratios:
+    if original in ratios and intervention in ratios:  # pyright: ignore[reportOperatorIssue]  # pandas stubs: a row cell typed as Series/scalar union
         text += (f"; the mean model-to-human ratio goes from {ratios[original]:.2f} to {ratios[intervention]:.2f}")
     o = order[order["roi"] == roi] if len(order) else order
     if len(o):

@@ -61,7 +61,7 @@ def probe_direction(spec: Any) -> tuple[str, torch.Tensor, str | None]:
     path = Path(str(spec)).expanduser()
     if path.is_dir():
         try:
-            from mechinterp.probes import ProbeArtifact  # type: ignore[attr-defined]
+            from mechinterp.probes import ProbeArtifact
         except ImportError as exc:
             raise ConfigError(f"{path} is a directory, but mechinterp.probes (ProbeArtifact) is not available to "
                               "read it; pass the direction as a .npy or .safetensors file instead") from exc
@@ -182,7 +182,7 @@ def _stimulus_contexts(model: Any, stim: StimulusScan, feature: int, n_top: int)
 def sentence_activations(model: Any, sae: LoadedSAE, text: str, feature: int) -> tuple[list[str], list[float]]:
     """The feature's activation at each token of ``text`` (BOS left out)."""
     seq = tokenize_text(model.tokenizer, model.bos_token_id, text)
-    x = collect_tokens(model, [seq], sae.layer, sae.component)  # type: ignore[arg-type]
+    x = collect_tokens(model, [seq], sae.layer, sae.component)  # pyright: ignore[reportArgumentType]  # the SAE's component is a Component
     with torch.no_grad():
         f = sae.encode(x.float())[:, feature]
     toks = [model.tokenizer.decode([t]) for t in seq.input_ids[1:]]

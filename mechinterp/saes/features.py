@@ -151,7 +151,7 @@ def _run_condition(
         chunk = pairs[start : start + cfg.batch_size]
         seqs = [p.seqs[cond] for p in chunk]
         s, box, b = word_surprisal(model, sae, seqs, [p.targets[cond] for p in chunk], grad=cfg.attribution)
-        f = box.f.detach()
+        f = box.f.detach()  # pyright: ignore[reportOptionalMemberAccess]  # set by word_surprisal (and .grad by its backward pass when grad=True)
         for j, p in enumerate(chunk):
             i = start + j
             surprisal[i] = float(s[j])
@@ -159,8 +159,8 @@ def _run_condition(
                 if t is not None:
                     acts[name][i] = f[j, t].numpy()
             if cfg.attribution:
-                fg = (f[j] * box.f.grad[j]).double()
-                eg = (box.err[j].detach() * box.err.grad[j]).double().sum(-1)
+                fg = (f[j] * box.f.grad[j]).double()  # pyright: ignore[reportOptionalMemberAccess, reportOptionalSubscript]  # set by word_surprisal (and .grad by its backward pass when grad=True)
+                eg = (box.err[j].detach() * box.err.grad[j]).double().sum(-1)  # pyright: ignore[reportOptionalMemberAccess, reportOptionalSubscript]  # set by word_surprisal (and .grad by its backward pass when grad=True)
                 for w, r in p.windows[cond].items():
                     idx = list(r)
                     attr[w][i] = fg[idx].sum(0).numpy()

@@ -67,7 +67,7 @@ def quality_blocks(q: dict[str, Any]) -> list[tuple[str, Any]]:
 # ---- features --------------------------------------------------------------------------------------
 def _group(df: pd.DataFrame, suite: str, construction: str | None) -> pd.DataFrame:
     g = df[df["suite"] == suite]
-    return g if construction is None else g[g["construction"] == construction]
+    return g if construction is None else g[g["construction"] == construction]  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def volcano_figure(stats: pd.DataFrame, suite: str, position: str = "ambiguous", construction: str | None = None) -> go.Figure:

@@ -52,7 +52,7 @@ def paired_permutation(
     tested = np.ones(m, dtype=bool) if tested is None else np.asarray(tested, dtype=bool)
     tested = tested & np.any(diffs != 0, axis=0)
     p = np.full(m, np.nan)
-    if tested.any():
+    if tested.any():  # pyright: ignore[reportOptionalMemberAccess]  # numpy stubs: the & of bool arrays is typed Optional
         x = diffs[:, tested]
         obs = np.abs(x.mean(0))
         rng = np.random.default_rng(seed)

@@ -164,7 +164,7 @@ def to_inference(training_sae: Any) -> Any:
 
     cfg_dict = training_sae.cfg.get_inference_sae_cfg_dict()
     cfg_cls = SAE.get_sae_config_class_for_architecture(cfg_dict["architecture"])
-    inf = SAE.get_sae_class_for_architecture(cfg_dict["architecture"])(cfg_cls.from_dict(cfg_dict))
+    inf = SAE.get_sae_class_for_architecture(cfg_dict["architecture"])(cfg_cls.from_dict(cfg_dict))  # pyright: ignore[reportAbstractUsage]  # sae_lens returns the concrete SAE class for the architecture, typed as its abstract base
     state = training_sae.state_dict()
     training_sae.process_state_dict_for_saving_inference(state)
     inf.load_state_dict(state)

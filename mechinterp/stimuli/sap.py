@@ -36,7 +36,7 @@ REGION_META = {1: "prefix", 2: "critical", 3: "spillover1", 4: "spillover2", 5: 
 def _regions(sentence: str, position: object, where: str) -> tuple[Region, ...]:
     words = str(sentence).split()
     try:
-        p = int(position)  # type: ignore[arg-type]
+        p = int(position)  # pyright: ignore[reportArgumentType]  # a table cell; a non-number is caught below
     except (TypeError, ValueError) as exc:
         raise RegionError(f"{where}: disambiguation position {position!r} is not a whole number") from exc
     if not 1 <= p <= len(words):
@@ -72,7 +72,7 @@ def read_sap(path: str | Path, name: str | None = None) -> Suite:
 
 def _item_number(value: object, where: str) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # pyright: ignore[reportArgumentType]  # a table cell; a non-number is caught below
     except (TypeError, ValueError) as exc:
         raise SuiteError(f"{where}: item {value!r} is not a whole number") from exc
 
@@ -82,7 +82,7 @@ def _read_paired(df: pd.DataFrame, path: Path, name: str | None) -> Suite:
     constructions = set()
     for row_idx, row in df.iterrows():
         where = f"{path}, row {int(row_idx) + 2}"
-        if pd.isna(row["ambiguous"]) or pd.isna(row["unambiguous"]):
+        if pd.isna(row["ambiguous"]) or pd.isna(row["unambiguous"]):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: pd.isna of a cell typed as Series | ndarray
             raise SuiteError(f"{where}: a sentence is missing")
         label = str(row["condition"]).split("_")[0]
         construction = canonical_construction(label)
@@ -131,7 +131,7 @@ def _read_long(df: pd.DataFrame, path: Path, name: str | None) -> Suite:
     grouped: dict[int, list[Condition]] = {}
     for row_idx, row in df.iterrows():
         where = f"{path}, row {int(row_idx) + 2}"
-        if pd.isna(row["Sentence"]):
+        if pd.isna(row["Sentence"]):  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: pd.isna of a cell typed as Series | ndarray
             raise SuiteError(f"{where}: the sentence is missing")
         num = _item_number(row["item"], where)
         regions = _regions(row["Sentence"], row[pos_col], where)

@@ -120,7 +120,7 @@ def _read_rows(path: Path, problems: list[str]) -> tuple[list[str], list[dict[st
     rows = []
     for n, row in enumerate(reader, start=2):
         if None in row:
-            problems.append(f"{path}, row {n}: {len(row[None])} more cells than the header has columns")  # type: ignore[index]
+            problems.append(f"{path}, row {n}: {len(row[None])} more cells than the header has columns")
         rows.append({k: (v if v is not None else "") for k, v in row.items() if k is not None} | {"__row__": str(n)})
     return header, rows
 

@@ -71,7 +71,7 @@ def spacing_for(fmt: str, declared: object = None) -> Spacing:
         return FORMAT_SPACING[fmt]
     if declared not in SPACINGS:
         raise SuiteError(f"meta.spacing is {declared!r}; it must be one of {', '.join(SPACINGS)}")
-    return declared  # type: ignore[return-value]
+    return declared  # pyright: ignore[reportReturnType]  # checked against SPACINGS just above
 
 
 class _Frozen(BaseModel):

@@ -202,8 +202,8 @@ def _near_key(src: list[str], line_no: int) -> str:
             if body.count("[") + body.count("{") > body.count("]") + body.count("}"):
                 return f" (key {name!r}: its value is not closed)"
             nearest = nearest or f" (after key {name!r})"
-        elif not nearest and _HEADER.match(src[j]):
-            nearest = f" (in table [{_HEADER.match(src[j]).group(2)}])"
+        elif not nearest and (header := _HEADER.match(src[j])):
+            nearest = f" (in table [{header.group(2)}])"
     return nearest
 
 

@@ -77,7 +77,7 @@ def load_natural_stories(path: str | Path | None = None) -> NaturalStories:
         if not cols <= set(df.columns):
             raise ConfigError(f"{root / name} lacks columns {sorted(cols - set(df.columns))}")
     merged = text.merge(rts, on=["item", "zone"], how="left", suffixes=("", "_rt"), validate="one_to_one")
-    if merged["meanItemRT"].isna().any():
+    if merged["meanItemRT"].isna().any():  # pyright: ignore[reportGeneralTypeIssues]  # pandas stubs: a scalar cell or .all()/.any() typed as Series
         n = int(merged["meanItemRT"].isna().sum())
         raise ConfigError(f"{n} words of {tok.name} have no reading time in {info.name}")
     bad = merged[merged["word"] != merged["word_rt"]]

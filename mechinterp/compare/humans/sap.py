@@ -77,7 +77,7 @@ def published_effects(subset: str | None = "ClassicGP", source: str | None = "hu
             if val not in known:
                 raise ConfigError(f"published SAP effects have no {col} {val!r} (known: {', '.join(known)})")
             df = df[df[col] == val]
-    return df.reset_index(drop=True).copy()
+    return df.reset_index(drop=True).copy()  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def noise_ceiling(path: str | Path | None = None) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def noise_ceiling(path: str | Path | None = None) -> pd.DataFrame:
     long = df.melt(id_vars="ROI", var_name="coef", value_name="split_half_r").rename(columns={"ROI": "roi"})
     long["roi"] = long["roi"].astype(int)
     long.insert(1, "construction", long["coef"].map(construction_of_coef))
-    return long[["coef", "construction", "roi", "split_half_r"]]
+    return long[["coef", "construction", "roi", "split_half_r"]]  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def _read_csv(path: Path, **kw) -> pd.DataFrame:
@@ -131,7 +131,7 @@ def read_effect_table(path: str | Path, subset: str | None = None, source: str |
         "source": src, "measure": msr, "effect": df["mean"].astype(float),
         "ci_low": df["lower"].astype(float), "ci_high": df["upper"].astype(float),
     })
-    return out[out["roi"].notna()].reset_index(drop=True)[EFFECT_COLUMNS]
+    return out[out["roi"].notna()].reset_index(drop=True)[EFFECT_COLUMNS]  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
 
 
 def load_sap_effects(root: str | Path | None = None, subset: str = "ClassicGP", level: Literal["construction", "item"] = "item",
@@ -180,7 +180,7 @@ def load_sap_trials(path: str | Path | None = None) -> pd.DataFrame:
         bad = sorted(set(df.loc[~amb.isin(["amb", "unamb"]), "AMBIG"].astype(str)))[:5]
         raise ConfigError(f"{path}: AMBIG must be Amb or Unamb, found {bad}")
     cons = df["Type"].astype(str).map(lambda t: {"NPZ": "NP/Z", "NPS": "NP/S", "MVRR": "MV/RR", "AGREE": "Agr"}.get(t, t))
-    return pd.DataFrame({
+    return pd.DataFrame({  # pyright: ignore[reportReturnType]  # pandas stubs type this frame expression as DataFrame | Series
         "participant": df["participant"].astype(str), "construction": cons, "item": df["item"].astype(int),
         "condition": np.where(amb == "amb", "ambiguous", "unambiguous"), "ambiguous": amb == "amb",
         "roi": df["ROI"].astype(int), "word_position": df["WordPosition"].astype(int),

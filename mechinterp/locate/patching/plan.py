@@ -122,7 +122,7 @@ def aligned_positions(pair: Pair, position: Any, suite: "Suite") -> tuple[list[i
             if len(alt) == len(corrupt):
                 return corrupt, alt
         raise RegionError(f"position {position.label} of {pair.corrupt.text!r} has no counterpart in {pair.clean.text!r}")
-    return corrupt, [int(c) for c in clean]  # type: ignore[arg-type]
+    return corrupt, [int(c) for c in clean]  # pyright: ignore[reportArgumentType]  # every clean token is set (checked above)
 
 
 def position_label(position: Any, suite: "Suite") -> tuple[str, int]:
@@ -172,7 +172,7 @@ def pair_activations(model: "Model", pair: Pair, sites: Sequence[Site]) -> PairA
     keys = list(dict.fromkeys(s.unpositioned for s in sites))
     got = {}
     for which in ("clean", "corrupt"):
-        b = pad_batch([pair.version(which).input_ids], model.pad_token_id, device=model.device)  # type: ignore[arg-type]
+        b = pad_batch([pair.version(which).input_ids], model.pad_token_id, device=model.device)
         got[which] = read_batch(model, b, keys)
     return PairActivations(got["clean"], got["corrupt"])
 
@@ -238,8 +238,8 @@ def pair_context(model: "Model", suite: "Suite", item: "Item", sites: Sequence[S
                  skipped: list[dict] | None = None) -> PairContext:
     pair = make_pair(model, suite, item)
     planned = plan_sites(pair, sites, suite, skipped)
-    specs = {w: metric_spec(model, suite, pair.version(w), pair, config) for w in ("clean", "corrupt")}  # type: ignore[arg-type]
-    values = {w: unpatched_metric(model, pair.version(w).input_ids, specs[w]) for w in specs}  # type: ignore[arg-type]
+    specs = {w: metric_spec(model, suite, pair.version(w), pair, config) for w in ("clean", "corrupt")}
+    values = {w: unpatched_metric(model, pair.version(w).input_ids, specs[w]) for w in specs}  # pyright: ignore[reportArgumentType]  # w is "clean" or "corrupt"
     acts = pair_activations(model, pair, [p.site for p in planned] or list(sites[:1]))
     return PairContext(pair, planned, specs, values, acts)
 
