@@ -47,13 +47,16 @@ __all__ = sorted(_API)
 
 if TYPE_CHECKING:
     from mechinterp import datasets as datasets
-    from mechinterp.compare.likeness import compare as compare_to_humans
+    from mechinterp.compare.likeness import compare as compare_to_humans  # noqa: F401
     from mechinterp.effects import garden_path_effects as garden_path_effects
     from mechinterp.interventions.labelled import suite_activations as suite_activations
     from mechinterp.interventions.spec import fit_intervention as fit_intervention
     from mechinterp.locate.patching import metrics as metrics
     from mechinterp.locate.patching.pair import patch as patch, patch_pair as patch_pair
-    from mechinterp.locate.sites import RegionPos as RegionPos, Site as Site, TokenPos as TokenPos, parse_sites as parse_sites
+    from mechinterp.locate.sites import RegionPos as RegionPos
+    from mechinterp.locate.sites import Site as Site
+    from mechinterp.locate.sites import TokenPos as TokenPos
+    from mechinterp.locate.sites import parse_sites as parse_sites
     from mechinterp.models.loaded import Model as Model, load_model as load_model
     from mechinterp.probes.artifact import ProbeArtifact as ProbeArtifact
     from mechinterp.probes.fit import fit_probe as fit_probe

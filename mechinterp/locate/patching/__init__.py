@@ -45,5 +45,6 @@ __all__ = [
     "Patch", "PatchConfig", "Planned", "align_tokens", "aligned_positions", "attribution_rows", "correlation",
     "default_regions", "exact_rows", "lm_logits", "make_pair", "metric_from_hidden", "metric_from_logits",
     "metric_spec", "pair_activations", "pair_context", "parse_sweep", "patch",
-    "patch_one", "patch_pair", "patch_suite", "plan_sites", "position_label", "result_row", "roles", "run_patches", "unpatched_metric",
+    "patch_one", "patch_pair", "patch_suite", "plan_sites", "position_label", "result_row", "roles", "run_patches",
+    "unpatched_metric",
 ]
