@@ -186,6 +186,11 @@ class surprisal_of:  # noqa: N801  (a metric factory, used like a function)
         return metric
 
 
+def is_callable_metric(metric: Any) -> bool:
+    """A metric given as a callable (or a factory's result with ``bind``), not by name."""
+    return not isinstance(metric, str) and (callable(metric) or hasattr(metric, "bind"))
+
+
 def metric_name(metric: Any) -> str:
     """How a metric is named in result tables: its name, or the callable's ``__name__``."""
     return metric if isinstance(metric, str) else str(getattr(metric, "__name__", type(metric).__name__))

@@ -28,6 +28,7 @@ from mechinterp.locate.patching.metrics import (
     MetricFn,
     MetricName,
     MetricSpec,
+    is_callable_metric,
     metric_name,
     unpatched_metric,
 )
@@ -71,9 +72,9 @@ class PatchConfig:
 
     def __post_init__(self) -> None:
         named = {fn: name for name, fn in NAMED.items()}
-        if callable(self.metric) and self.metric in named:
+        if callable(self.metric) and not hasattr(self.metric, "bind") and self.metric in named:
             object.__setattr__(self, "metric", named[self.metric])
-        if not callable(self.metric) and self.metric not in NAMED:
+        if not is_callable_metric(self.metric) and self.metric not in NAMED:
             raise ConfigError(f"unknown metric {self.metric!r}: choose surprisal or logprob_diff, or pass a callable")
         for d in self.directions:
             if d not in DIRECTIONS:
@@ -157,7 +158,7 @@ def metric_spec(model: "Model", suite: "Suite", tokenized: TokenizedText, pair: 
 def target_spec(model: "Model", targets: tuple[int, ...], ids: tuple[int, ...], config: PatchConfig,
                 construction: str = "") -> MetricSpec:
     """The metric spec of ``config.metric`` scoring the tokens ``targets`` (ids ``ids``) of one sentence."""
-    if callable(config.metric):
+    if is_callable_metric(config.metric):
         return custom_spec(model, config.metric, targets, ids)
     alt_id = None
     if config.metric == "logprob_diff":
