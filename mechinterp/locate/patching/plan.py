@@ -25,7 +25,6 @@ from mechinterp.locate.activations import read_batch
 from mechinterp.locate.patching.metrics import (
     DEFAULT_ALTERNATIVES,
     NAMED,
-    MetricFn,
     MetricName,
     MetricSpec,
     is_callable_metric,
@@ -63,7 +62,7 @@ class PatchConfig:
     ``metric`` is a name (``"surprisal"``, ``"logprob_diff"``) or any callable ``metric(logprobs, spec) ->
     Tensor[batch]`` (:mod:`.metrics`); the named callables are stored by name."""
 
-    metric: "MetricName | MetricFn" = "surprisal"
+    metric: MetricName = "surprisal"  # or a metric callable (metrics.MetricFn); the CLI offers the names
     directions: tuple[Direction, ...] = DIRECTIONS
     rows_per_pass: int = 64
     alternative: str | None = None  # logprob_diff: overrides DEFAULT_ALTERNATIVES
