@@ -35,8 +35,19 @@ def _contrast(suite: Suite) -> tuple[str, str, int]:
 
 
 def garden_path_effects(words: pd.DataFrame, suite: Suite, rois: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
-    """Per item and ROI: the ambiguous-minus-unambiguous surprisal (bits). ``words`` is the output of
-    :func:`mechinterp.surprisal.suite_surprisal` for ``suite``."""
+    """Per item and ROI: the ambiguous-minus-unambiguous surprisal (bits).
+
+    Args:
+        words: the output of :func:`mechinterp.surprisal.suite_surprisal` for ``suite``.
+        suite: the suite (its ambiguity annotation names the two conditions and the disambiguating region).
+        rois: regions of interest, counted in words from the disambiguator (0 = the disambiguating word).
+
+    Returns:
+        One row per item and ROI with the effect in bits.
+
+    Example:
+        >>> effects = mi.garden_path_effects(mi.suite_surprisal(model, suite), suite)
+    """
     amb_name, unamb_name, region = _contrast(suite)
     rows = []
     by_key = {k: g for k, g in words.groupby(["construction", "item", "condition"], sort=False)}

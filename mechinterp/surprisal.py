@@ -195,7 +195,19 @@ def sentence_word_table(tts: Sequence[TokenizedText], scores: Sequence[WordScore
 def sentence_surprisal(
     model: Model, texts: Sequence[str], config: SurprisalConfig = SurprisalConfig()
 ) -> pd.DataFrame:
-    """Per-word surprisal of free sentences: one row per sentence and word."""
+    """Per-word surprisal of free sentences.
+
+    Args:
+        model: the model.
+        texts: sentences (words are whitespace-separated).
+        config: see :class:`SurprisalConfig`.
+
+    Returns:
+        One row per sentence and word (``surprisal_bits``, ``entropy_bits``).
+
+    Example:
+        >>> mi.sentence_surprisal(model, ["While the man hunted the deer ran into the woods."])
+    """
     tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
     scores = token_scores(model, tts, config)
     return sentence_word_table(tts, [word_scores(tt, ts, config.whitespace) for tt, ts in zip(tts, scores)])
@@ -204,7 +216,20 @@ def sentence_surprisal(
 def suite_surprisal(
     model: Model, suite: Suite, config: SurprisalConfig = SurprisalConfig(), show_progress: bool = True
 ) -> pd.DataFrame:
-    """One row per item × condition × word (columns :data:`WORD_COLUMNS`)."""
+    """Per-word surprisal and entropy (bits) of every condition of ``suite``.
+
+    Args:
+        model: the model.
+        suite: the suite.
+        config: batching, backend and whitespace handling (:class:`SurprisalConfig`).
+        show_progress: print a progress bar.
+
+    Returns:
+        One row per item × condition × word (columns :data:`WORD_COLUMNS`).
+
+    Example:
+        >>> words = mi.suite_surprisal(model, mi.load_suite("npz"))
+    """
     keys, tts = suite_sequences(model, suite)
     with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:  # pyright: ignore[reportGeneralTypeIssues]  # progress() returns a tqdm bar, which is a context manager
         scores = token_scores(model, tts, config, on_batch=bar.update)

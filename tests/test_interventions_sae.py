@@ -42,7 +42,7 @@ def test_edit_changes_only_the_chosen_features(sae):
     f = sae.encode(x)
     feats = [int(i) for i in torch.argsort(f.mean(0), descending=True)[:3]]
     same = SAEFeatureEdit(sae, tuple(feats), tuple(0.0 for _ in feats), AllPositions(0))
-    y = same.apply(x)
+    y = same.edit(x)
     # exactly x minus those features' decoder contributions: the SAE error term is kept
     expected = x - f[:, feats] @ sae.sae.W_dec[feats]
     torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
@@ -52,7 +52,7 @@ def test_edit_changes_only_the_chosen_features(sae):
     keep = SAEFeatureEdit(sae, (feats[0],), (0.0,), AllPositions(0))
     silent = x[f[:, feats[0]] == 0]
     if len(silent):
-        torch.testing.assert_close(keep.apply(silent), silent)
+        torch.testing.assert_close(keep.edit(silent), silent)
     assert fy.shape == f.shape
 
 

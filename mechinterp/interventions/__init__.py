@@ -35,7 +35,7 @@ from mechinterp.interventions.sae_clamp import (
     fit_sae_edit,
     select_features,
 )
-from mechinterp.interventions.spec import InterventionSpec, build, build_all, parse_spec
+from mechinterp.interventions.spec import InterventionSpec, build, build_all, fit_intervention, parse_spec
 from mechinterp.interventions.truncation import (
     Truncation,
     truncated_sentence_surprisal,
@@ -45,7 +45,7 @@ from mechinterp.interventions.truncation import (
 __all__ = [
     "AllPositions", "Composite", "Erasure", "Intervention", "InterventionSpec", "Labelled",
     "ProbeClamp", "SAEFeatureEdit", "SiteEdit", "TokenTable", "Truncation", "apply_interventions", "build",
-    "build_all", "clamp_from_probe", "compose", "fit_clamp", "fit_erasure", "fit_sae_edit", "intervene",
-    "parse_spec", "positions_of", "select_features", "sentence_surprisal_under",
+    "build_all", "clamp_from_probe", "compose", "fit_clamp", "fit_erasure", "fit_intervention", "fit_sae_edit",
+    "intervene", "parse_spec", "positions_of", "select_features", "sentence_surprisal_under",
     "suite_activations", "suite_surprisal_under", "truncated_sentence_surprisal", "truncated_suite_surprisal",
 ]

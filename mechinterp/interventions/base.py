@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Literal, Mapping, Sequence
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -190,6 +190,22 @@ class Intervention:
     @property
     def label(self) -> str:
         return str(self.describe().get("kind", type(self).__name__))
+
+    def apply(self, model: "Model") -> "ContextManager[None]":
+        """Apply this intervention to every forward pass of ``model`` inside a ``with`` block, on any backend;
+        its hooks are removed when the block ends, also on error.
+
+        Args:
+            model: the model the intervention was fitted on.
+
+        Returns:
+            A context manager (:func:`apply_interventions` with this one intervention).
+
+        Example:
+            >>> with erasure.apply(model):
+            ...     words = mi.suite_surprisal(model, suite)
+        """
+        return apply_interventions(model, [self])
 
 
 @dataclass

@@ -42,13 +42,13 @@ class ProbeClamp(Intervention):
         if self.direction.ndim != 1 or abs(n - 1.0) > 1e-4:
             raise ConfigError(f"clamp direction must be a unit vector, got shape {tuple(self.direction.shape)} norm {n:.4f}")
 
-    def apply(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
+    def edit(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
         u = self.direction.to(x.device, torch.float64)
         xd = x.to(torch.float64)
         return (xd + (self.value - xd @ u)[:, None] * u).to(x.dtype)
 
     def edits(self) -> list[SiteEdit]:
-        return [SiteEdit(self.site, self.apply)]
+        return [SiteEdit(self.site, self.edit)]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "clamp", "site": str(self.site), "target": self.target, "value": self.value,

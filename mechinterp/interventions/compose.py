@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, Sequence
 
 import pandas as pd
 
@@ -71,6 +71,24 @@ class Composite:
     @property
     def label(self) -> str:
         return self.name or " + ".join(p.label for p in self.parts)
+
+    def apply(self, model: "Model") -> "ContextManager[None]":
+        """Apply the composite's hook interventions to every forward pass of ``model`` inside a ``with`` block;
+        every hook is removed when the block ends, also on error. A composite that truncates the context is a
+        way of scoring, not a hook (ConfigError): score it with :func:`suite_surprisal_under`.
+
+        Args:
+            model: the model the interventions were fitted on.
+
+        Returns:
+            A context manager.
+
+        Example:
+            >>> clamp = mi.fit_intervention(model, "clamp:layer=6,shift=1", suite)
+            >>> with clamp.apply(model):
+            ...     words = mi.suite_surprisal(model, suite)
+        """
+        return intervene(model, self)
 
 
 def compose(*parts: "Part | Composite", name: str | None = None) -> Composite:

@@ -49,7 +49,7 @@ class SAEFeatureEdit(Intervention):
         if bad:
             raise ConfigError(f"features {bad} are out of range for an SAE with {self.sae.d_sae} latents")
 
-    def apply(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
+    def edit(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
         with torch.no_grad():
             xs = x.to(self.sae.sae.W_dec.dtype)
             f = self.sae.encode(xs)
@@ -59,7 +59,7 @@ class SAEFeatureEdit(Intervention):
             return (xs + self.sae.decode(f2) - self.sae.decode(f)).to(x.dtype)
 
     def edits(self) -> list[SiteEdit]:
-        return [SiteEdit(self.sae.site, self.apply)]
+        return [SiteEdit(self.sae.site, self.edit)]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "sae", "mode": self.mode, "site": str(self.sae.site), "features": list(self.features),

@@ -340,6 +340,28 @@ def build(model: "Model", spec: InterventionSpec | str, suite: "Suite", backend:
     return compose(*(build_part(model, p, suite, backend, cache) for p in spec.parts), name=spec.name)
 
 
+def fit_intervention(model: "Model", spec: "InterventionSpec | str", suite: "Suite", backend: "Backend" = "hf") -> Composite:
+    """Fit an intervention on labelled activations and place it on ``suite``'s sentences.
+
+    Args:
+        model: the model.
+        spec: an :class:`InterventionSpec` or its text (module docstring), e.g. ``"clamp:layer=6,shift=1"``,
+            ``"leace:layers=6+9"``, ``"sae:sae=out/sae-l6,remove=ambiguous"``.
+        suite: the suite whose sentences it acts on (positions from ``where=``; other text: every position).
+        backend: the backend that reads the fitting activations.
+
+    Returns:
+        A frozen :class:`~mechinterp.interventions.compose.Composite`; ``with intervention.apply(model): ...``
+        applies it (hooks removed on exit, also on error).
+
+    Example:
+        >>> clamp = mi.fit_intervention(model, "clamp:layer=6,shift=1", suite)
+        >>> with clamp.apply(model):
+        ...     words = mi.suite_surprisal(model, suite)
+    """
+    return build(model, spec, suite, backend)
+
+
 def _sites_of(model: "Model", part: PartSpec) -> list[Any]:
     if isinstance(part, LeaceSpec):
         return [Site(L, part.component) for L in part.layer_numbers(model.n_layers)]

@@ -178,7 +178,17 @@ def load_model(
 ) -> Model:
     """Load a registry model by name, or a local HF directory by path, with no network access.
 
-    ``cached=True`` returns the same :class:`Model` for repeated calls in one process.
+    Args:
+        name: a registry name (``"gemma3-270m"``, ``"smollm2-135m"``) or a local Hugging Face model directory.
+        device: torch device.
+        cached: return the same :class:`Model` for repeated calls in one process.
+        rebuild: convert the registry model's GGUF again.
+
+    Returns:
+        A :class:`Model` (``model.hf``, ``model.tl``, ``model.nnsight`` over the same weights).
+
+    Example:
+        >>> model = mi.load_model("gemma3-270m")
     """
     if cached and not rebuild:
         return _load_cached(str(name), device)

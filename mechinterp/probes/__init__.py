@@ -14,6 +14,7 @@ See ``mechinterp/probes/README.md``.
 """
 
 from mechinterp.probes.artifact import ProbeArtifact
+from mechinterp.probes.fit import fit_probe
 from mechinterp.probes.labels import READINGS, label_of, readings
 from mechinterp.probes.pipeline import ProbeResult, run_probes
 from mechinterp.probes.readout import DecisionRule, decide
@@ -22,5 +23,5 @@ from mechinterp.probes.train import ProbeSettings
 
 __all__ = [
     "DecisionRule", "ProbeArtifact", "ProbeResult", "ProbeSettings", "READINGS", "TrainingSet", "decide",
-    "generate", "label_of", "readings", "run_probes", "supported_constructions",
+    "fit_probe", "generate", "label_of", "readings", "run_probes", "supported_constructions",
 ]

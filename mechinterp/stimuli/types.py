@@ -200,6 +200,16 @@ class Prediction(_Frozen):
 
 
 class Suite(_Frozen):
+    """A test suite: items, each with conditions split into regions, and the ambiguity annotation (frozen).
+
+    Take subsets with :meth:`head` (the first ``n`` items) and :meth:`select` (constructions and/or item keys),
+    the two versions of an item with :meth:`pair`.
+
+    Example:
+        >>> suite = mi.load_suite("npz").head(8)
+        >>> suite.select(items=[1, 2]).items[0].conditions[0].text
+    """
+
     name: str
     meta: dict[str, Any] = Field(default_factory=dict)
     region_meta: dict[int, str] = Field(default_factory=dict)

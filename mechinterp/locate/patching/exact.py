@@ -36,7 +36,7 @@ from mechinterp.locate.patching.metrics import (
     metric_from_logits,
     unpatched_metric,
 )
-from mechinterp.locate.patching.plan import PairContext, PatchConfig, result_row, roles
+from mechinterp.locate.patching.plan import Direction, PairContext, PatchConfig, Planned, result_row, roles
 from mechinterp.locate.sites import Site
 from mechinterp.tokenization import TokenizedText
 
@@ -119,11 +119,11 @@ def patch_one(
     return float(metric_from_logits(lg, spec)[0])
 
 
-def exact_rows(model: "Model", suite: "Suite", ctx: PairContext, config: PatchConfig) -> list[dict[str, Any]]:
-    """Exact patching rows of one item. A patch whose source activation equals the base activation (positions
-    before the cue have identical prefixes in both versions) changes nothing: its value is the unpatched base
-    value and it is not run."""
-    rows = []
+def exact_values(model: "Model", ctx: PairContext, config: PatchConfig) -> list[tuple[Planned, Direction, float]]:
+    """(planned site, direction, patched metric) for every planned site of one item and each direction. A patch
+    whose source activation equals the base activation (positions before the cue have identical prefixes in
+    both versions) changes nothing: its value is the unpatched base value and it is not run."""
+    out = []
     for direction in config.directions:
         base, source = roles(direction)
         src, dst = ctx.acts.of(source), ctx.acts.of(base)
@@ -137,6 +137,11 @@ def exact_rows(model: "Model", suite: "Suite", ctx: PairContext, config: PatchCo
         raws = iter(run_patches(model, ctx.pair.version(base).input_ids, todo, ctx.specs[base], config.rows_per_pass)
                     if todo else [])
         for p, q in zip(ctx.planned, patches):
-            raw = ctx.values[base] if q is None else float(next(raws))
-            rows.append(result_row(suite, model, ctx, p, direction, "exact", raw, config))
-    return rows
+            out.append((p, direction, ctx.values[base] if q is None else float(next(raws))))
+    return out
+
+
+def exact_rows(model: "Model", suite: "Suite", ctx: PairContext, config: PatchConfig) -> list[dict[str, Any]]:
+    """Exact patching rows of one item (:func:`exact_values`, one row each)."""
+    return [result_row(suite, model, ctx, p, direction, "exact", raw, config)
+            for p, direction, raw in exact_values(model, ctx, config)]

@@ -1,21 +1,33 @@
-"""Patching metrics (bits), measured on the sentence that is run, always on its target region.
+"""Patching metrics, measured on the sentence that is run, always on its target (region or word).
 
-* ``surprisal``: surprisal of the disambiguating word, the sum over its tokens of ``-log2 p(token | prefix)``.
-* ``logprob_diff``: ``log2 P(disambiguating word | prefix) - log2 P(alternative | prefix)``, where the
-  alternative is a one-token continuation consistent with the other (preferred, garden-path) reading
-  (defaults per construction in :data:`DEFAULT_ALTERNATIVES`).
+A metric is any callable ``metric(logprobs, spec) -> Tensor[batch]`` (as in TransformerLens, one number per
+row of the batch): ``logprobs`` are the log-softmax next-token distributions ``[batch, reads, vocab]`` at the
+positions that predict the target's tokens (``spec.reads``; the first one predicts its first token), ``spec``
+the :class:`MetricSpec` (``spec.target_ids``: the target's token ids). The named ones:
+
+* :func:`surprisal` (``"surprisal"``): surprisal of the target (the disambiguating word), the sum over its
+  tokens of ``-log2 p(token | prefix)``, bits.
+* :func:`logprob_diff` (``"logprob_diff"``): ``log2 P(target | prefix) - log2 P(alternative | prefix)``, where
+  the alternative is a one-token continuation consistent with the other (preferred, garden-path) reading
+  (defaults per construction in :data:`DEFAULT_ALTERNATIVES`), bits.
+* :func:`logit_diff` ``(good, bad)``: the logit difference of two one-token words in place of the target.
+* :func:`surprisal_of` ``(word)``: the surprisal (bits) of a one-token word in place of the target.
+
+A metric with a ``bind(tokenizer)`` method (``logit_diff``, ``surprisal_of``) is bound to the model's tokenizer
+before use.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechinterp.errors import ConfigError
 from mechinterp.locate.hooks import base_model
 
 if TYPE_CHECKING:
@@ -37,6 +49,7 @@ class MetricSpec:
     targets: tuple[int, ...]  # token positions scored
     target_ids: tuple[int, ...]
     alt_id: int | None = None
+    fn: "MetricFn | None" = None  # a custom metric (already bound); None = the named metric ``name``
 
     @property
     def reads(self) -> list[int]:
@@ -49,11 +62,138 @@ class MetricSpec:
         return self.targets[-1]
 
     def from_logprobs(self, logp: Float[Tensor, "batch reads vocab"]) -> Float[Tensor, "batch"]:
-        idx = torch.tensor(self.target_ids, device=logp.device)
-        tgt = logp.gather(-1, idx[None, :, None].expand(logp.shape[0], -1, 1)).squeeze(-1).sum(-1)
-        if self.name == "surprisal":
-            return -tgt / LN2
-        return (tgt - logp[:, 0, self.alt_id]) / LN2
+        fn = self.fn if self.fn is not None else NAMED[self.name]
+        return fn(logp, self)
+
+
+MetricFn = Callable[[Float[Tensor, "batch reads vocab"], MetricSpec], Float[Tensor, "batch"]]
+
+
+def _target_logprob(logp: Tensor, spec: MetricSpec) -> Tensor:
+    idx = torch.tensor(spec.target_ids, device=logp.device)
+    return logp.gather(-1, idx[None, :, None].expand(logp.shape[0], -1, 1)).squeeze(-1).sum(-1)
+
+
+def surprisal(logp: Float[Tensor, "batch reads vocab"], spec: MetricSpec) -> Float[Tensor, "batch"]:
+    """Surprisal of the target in bits: ``-sum_t log2 p(target token t | prefix)``.
+
+    Args:
+        logp: log-softmax distributions at ``spec.reads``.
+        spec: the target (``spec.target_ids``).
+
+    Returns:
+        One value per row of the batch.
+
+    Example:
+        >>> mi.patch(model, suite, "resid_pre@*:region=ambiguous/last", metric=mi.metrics.surprisal)
+    """
+    return -_target_logprob(logp, spec) / LN2
+
+
+def logprob_diff(logp: Float[Tensor, "batch reads vocab"], spec: MetricSpec) -> Float[Tensor, "batch"]:
+    """``log2 P(target | prefix) - log2 P(alternative | prefix)`` in bits (``spec.alt_id``: the alternative).
+
+    Args:
+        logp: log-softmax distributions at ``spec.reads``.
+        spec: the target and the alternative token (set from ``PatchConfig.alternative`` or
+            :data:`DEFAULT_ALTERNATIVES`).
+
+    Returns:
+        One value per row of the batch.
+
+    Example:
+        >>> mi.patch(model, suite, sites, metric=mi.metrics.logprob_diff)
+    """
+    if spec.alt_id is None:
+        raise ConfigError("logprob_diff needs an alternative continuation token (spec.alt_id)")
+    return (_target_logprob(logp, spec) - logp[:, 0, spec.alt_id]) / LN2
+
+
+#: The named metrics, by the name :class:`~mechinterp.locate.patching.plan.PatchConfig` and the CLI use.
+NAMED: dict[str, MetricFn] = {"surprisal": surprisal, "logprob_diff": logprob_diff}
+
+
+def one_token(tokenizer: Any, word: str) -> int:
+    """The id of ``word`` as one token (a leading space is added unless the word starts with punctuation)."""
+    text = word if word[:1].isspace() or not word[:1].isalnum() else " " + word
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ConfigError(f"{word!r} is {len(ids)} tokens for this tokenizer: a word metric needs a one-token word")
+    return int(ids[0])
+
+
+@dataclass(frozen=True)
+class logit_diff:  # noqa: N801  (a metric factory, used like a function: mi.metrics.logit_diff("ran", ","))
+    """The metric ``logit[good] - logit[bad]`` at the position where the target starts (natural-log units: a
+    logit difference equals the log-probability difference), two one-token words.
+
+    Args:
+        good: the word whose logit counts positively (e.g. the disambiguating word, ``"ran"``).
+        bad: the word it is compared with (e.g. ``","``, the garden-path continuation).
+
+    Returns:
+        A metric callable ``metric(logprobs, spec) -> Tensor[batch]`` (bound to a tokenizer by the patcher).
+
+    Example:
+        >>> mi.patch_pair(model, "While the man hunted, the deer ran", "While the man hunted the deer ran",
+        ...               [mi.Site(3, "resid_pre", mi.TokenPos(5))], metric=mi.metrics.logit_diff("ran", ","))
+    """
+
+    good: str
+    bad: str
+
+    @property
+    def __name__(self) -> str:
+        return f"logit_diff({self.good!r},{self.bad!r})"
+
+    def bind(self, tokenizer: Any) -> MetricFn:
+        g, b = one_token(tokenizer, self.good), one_token(tokenizer, self.bad)
+
+        def metric(logp: Tensor, spec: MetricSpec) -> Tensor:
+            return logp[:, 0, g] - logp[:, 0, b]
+
+        metric.__name__ = self.__name__
+        return metric
+
+
+@dataclass(frozen=True)
+class surprisal_of:  # noqa: N801  (a metric factory, used like a function)
+    """The metric ``-log2 P(word | prefix)``, bits, for a one-token ``word`` in place of the target.
+
+    Args:
+        word: the word scored at the position where the target starts.
+
+    Returns:
+        A metric callable ``metric(logprobs, spec) -> Tensor[batch]`` (bound to a tokenizer by the patcher).
+
+    Example:
+        >>> mi.patch(model, suite, sites, metric=mi.metrics.surprisal_of(","))
+    """
+
+    word: str
+
+    @property
+    def __name__(self) -> str:
+        return f"surprisal_of({self.word!r})"
+
+    def bind(self, tokenizer: Any) -> MetricFn:
+        w = one_token(tokenizer, self.word)
+
+        def metric(logp: Tensor, spec: MetricSpec) -> Tensor:
+            return -logp[:, 0, w] / LN2
+
+        metric.__name__ = self.__name__
+        return metric
+
+
+def is_callable_metric(metric: Any) -> bool:
+    """A metric given as a callable (or a factory's result with ``bind``), not by name."""
+    return not isinstance(metric, str) and (callable(metric) or hasattr(metric, "bind"))
+
+
+def metric_name(metric: Any) -> str:
+    """How a metric is named in result tables: its name, or the callable's ``__name__``."""
+    return metric if isinstance(metric, str) else str(getattr(metric, "__name__", type(metric).__name__))
 
 
 def lm_logits(model: "Model", hidden: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:

@@ -24,8 +24,11 @@ from mechinterp.forward import pad_batch
 from mechinterp.locate.activations import read_batch
 from mechinterp.locate.patching.metrics import (
     DEFAULT_ALTERNATIVES,
+    NAMED,
     MetricName,
     MetricSpec,
+    is_callable_metric,
+    metric_name,
     unpatched_metric,
 )
 from mechinterp.locate.sites import (
@@ -54,9 +57,12 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """How to patch: the metric, the directions, and how many patched rows go into one forward pass."""
+    """How to patch: the metric, the directions, and how many patched rows go into one forward pass.
 
-    metric: MetricName = "surprisal"
+    ``metric`` is a name (``"surprisal"``, ``"logprob_diff"``) or any callable ``metric(logprobs, spec) ->
+    Tensor[batch]`` (:mod:`.metrics`); the named callables are stored by name."""
+
+    metric: MetricName = "surprisal"  # or a metric callable (metrics.MetricFn); the CLI offers the names
     directions: tuple[Direction, ...] = DIRECTIONS
     rows_per_pass: int = 64
     alternative: str | None = None  # logprob_diff: overrides DEFAULT_ALTERNATIVES
@@ -64,8 +70,11 @@ class PatchConfig:
     skip_identical: bool = True  # do not run patches whose source equals the base activation (identity)
 
     def __post_init__(self) -> None:
-        if self.metric not in ("surprisal", "logprob_diff"):
-            raise ConfigError(f"unknown metric {self.metric!r}: choose surprisal or logprob_diff")
+        named = {fn: name for name, fn in NAMED.items()}
+        if callable(self.metric) and not hasattr(self.metric, "bind") and self.metric in named:
+            object.__setattr__(self, "metric", named[self.metric])
+        if not is_callable_metric(self.metric) and self.metric not in NAMED:
+            raise ConfigError(f"unknown metric {self.metric!r}: choose surprisal or logprob_diff, or pass a callable")
         for d in self.directions:
             if d not in DIRECTIONS:
                 raise ConfigError(f"unknown direction {d!r}: choose from {', '.join(DIRECTIONS)}")
@@ -142,19 +151,33 @@ def metric_spec(model: "Model", suite: "Suite", tokenized: TokenizedText, pair: 
     if not toks:
         raise RegionError(f"target region {config.target!r} is empty in {tokenized.text!r}")
     ids = tuple(tokenized.input_ids[t] for t in toks)
+    return target_spec(model, tuple(toks), ids, config, pair.construction)
+
+
+def target_spec(model: "Model", targets: tuple[int, ...], ids: tuple[int, ...], config: PatchConfig,
+                construction: str = "") -> MetricSpec:
+    """The metric spec of ``config.metric`` scoring the tokens ``targets`` (ids ``ids``) of one sentence."""
+    if is_callable_metric(config.metric):
+        return custom_spec(model, config.metric, targets, ids)
     alt_id = None
     if config.metric == "logprob_diff":
-        alt = config.alternative or DEFAULT_ALTERNATIVES.get(pair.construction)
+        alt = config.alternative or DEFAULT_ALTERNATIVES.get(construction)
         if alt is None:
             raise ConfigError(
-                f"metric logprob_diff needs an alternative continuation for construction {pair.construction!r}: "
+                f"metric logprob_diff needs an alternative continuation for construction {construction!r}: "
                 "give one (e.g. --alternative ',')"
             )
         enc = model.tokenizer(alt, add_special_tokens=False)["input_ids"]
         if len(enc) != 1:
             raise ConfigError(f"alternative continuation {alt!r} is {len(enc)} tokens: use a one-token continuation")
         alt_id = int(enc[0])
-    return MetricSpec(config.metric, tuple(toks), ids, alt_id)
+    return MetricSpec(config.metric, targets, ids, alt_id)
+
+
+def custom_spec(model: "Model", metric: Any, targets: tuple[int, ...], ids: tuple[int, ...]) -> MetricSpec:
+    """The spec of a callable metric (bound to the model's tokenizer when it has a ``bind`` method)."""
+    fn = metric.bind(model.tokenizer) if hasattr(metric, "bind") else metric
+    return MetricSpec(metric_name(metric), targets, ids, None, fn)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -263,7 +286,7 @@ def result_row(suite: "Suite", model: "Model", ctx: PairContext, p: Planned, dir
         "position_order": p.order,
         "base_token": token_label(model, ctx.pair.version(base).input_ids, ctx.positions(p, base)),
         "source_token": token_label(model, ctx.pair.version(source).input_ids, ctx.positions(p, source)),
-        "metric": config.metric,
+        "metric": metric_name(config.metric),
         "raw": raw,
         "normalised": (raw - corrupt) / gap if abs(gap) > 1e-9 else float("nan"),
         "clean_value": clean,
