@@ -50,8 +50,33 @@ def add_out_dir(p: argparse.ArgumentParser, required: bool = True, default: str 
     p.add_argument("--out-dir", required=required and default is None, default=default, help=help_)
 
 
+def _bounded(kind: type, low: float, strict: bool, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{what} {kind.__name__}, got {text!r}") from None
+        if kind is float and value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"{what} number, got {text!r}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{what} {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _bounded(int, 0, True, "must be a positive")
+"""argparse ``type=``: a whole number >= 1 (``--batch-size``, ``--n-boot``, ``--items`` ...)."""
+nonnegative_int = _bounded(int, 0, False, "must be a non-negative")
+"""argparse ``type=``: a whole number >= 0."""
+positive_float = _bounded(float, 0.0, True, "must be a positive")
+"""argparse ``type=``: a number > 0."""
+nonnegative_float = _bounded(float, 0.0, False, "must be a non-negative")
+"""argparse ``type=``: a number >= 0."""
+
+
 def add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
 
 
 def natural_stories_arg(value: str | None):
