@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.io import atomic_path, sha256_file, write_json_atomic
+from mechinterp.io import atomic_path, is_temporary, sha256_file, temporary_owner_alive, write_json_atomic
 from mechinterp.provenance import Provenance, provenance_path
 
 FORMATS = (".csv", ".parquet", ".pq")
@@ -33,6 +33,9 @@ def write_table(df: pd.DataFrame, path: str | Path, prov: Provenance | None = No
     while writing leaves the old pair untouched, and the only other state (killed between the two renames) is
     detected by :func:`check_provenance` (the provenance's hash does not match the table)."""
     path = check_out_path(path)
+    for left in path.parent.glob(f".{path.name}.*"):  # what killed runs left of this table and its provenance
+        if is_temporary(left) and not temporary_owner_alive(left):
+            left.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".csv":
             df.to_csv(tmp, index=False)

@@ -228,3 +228,35 @@ def test_concurrent_cache_runs_verify_clean(tiny_dirs, tmp_path):
     cache = ActivationCache.open(root)
     cache.verify()
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_table_and_provenance_stay_a_pair(tmp_path, monkeypatch):
+    """A write that fails leaves the old table and provenance; a provenance that does not match its table
+    (a run killed between the two renames) is detected; leftovers of dead runs are removed."""
+    import pandas as pd
+
+    import mechinterp.tables as tables
+    from mechinterp.errors import CacheError
+    from mechinterp.provenance import Provenance, provenance_path
+
+    out = tmp_path / "t.csv"
+    tables.write_table(pd.DataFrame({"a": [1]}), out, Provenance(command="one", config={}))
+    old_table, old_prov = out.read_bytes(), provenance_path(out).read_bytes()
+    assert tables.check_provenance(out)["command"] == "one"
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail)
+    with pytest.raises(OSError):
+        tables.write_table(pd.DataFrame({"a": [2]}), out, Provenance(command="two", config={}))
+    monkeypatch.undo()
+    assert out.read_bytes() == old_table and provenance_path(out).read_bytes() == old_prov
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f".t.csv.{int(dead.stdout)}.tmp"
+    leftover.write_text("half")
+    out.write_text("a\n3\n")  # the table changed without its provenance
+    with pytest.raises(CacheError, match="sha256"):
+        tables.check_provenance(out)
+    tables.write_table(pd.DataFrame({"a": [4]}), out, Provenance(command="four", config={}))
+    assert not leftover.exists() and tables.check_provenance(out)["command"] == "four"
