@@ -129,6 +129,10 @@ BAD_OPTIONS: dict[str, list[str]] = {
     "sweep-missing": ["sweep", "{tmp}/missing.toml"],
     "sweep-syntax": ["sweep", "{tmp}/syntax.toml"],
     "sweep-num-cpus-0": ["sweep", "{tmp}/syntax.toml", "--num-cpus", "0"],
+    "probe-train-out-dir-file": ["probe", "train", "--model", "{model}", "--suite", "mvrr", "--out-dir", "{out}"],
+    "probe-train-folds-0": ["probe", "train", "--suite", "mvrr", "--out-dir", "{tmp}/p", "--folds", "0"],
+    "probe-train-C-0": ["probe", "train", "--suite", "mvrr", "--out-dir", "{tmp}/p", "--C", "0"],
+    "sweep-store-file": ["sweep", "{tmp}/syntax.toml", "--store", "{out}"],
     "unknown-command": ["no-such-command"],
     "unknown-option": ["effects", "--suite", "mvrr", "--out", "{out}", "--bogus"],
 }

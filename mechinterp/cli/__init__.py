@@ -9,6 +9,7 @@ import logging
 import pkgutil
 import sys
 
+from mechinterp.cli import common
 from mechinterp.errors import MechinterpError
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        common.check_out_dirs(args)
         return int(args.func(args) or 0)
     except MechinterpError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message's layout

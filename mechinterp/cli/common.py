@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from mechinterp.compare.humans import load_natural_stories
+from mechinterp.errors import ConfigError
 from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
@@ -77,6 +78,14 @@ nonnegative_float = _bounded(float, 0.0, False, "must be a non-negative")
 
 def add_seed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+
+
+def check_out_dirs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output directory option (``--out-dir``, ``--store``) that names a file."""
+    for name in ("out_dir", "store"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is a file: give a directory")
 
 
 def natural_stories_arg(value: str | None):
