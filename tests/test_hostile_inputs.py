@@ -264,3 +264,4 @@ def test_table_and_provenance_stay_a_pair(tmp_path, monkeypatch):
         tables.check_provenance(out)
     tables.write_table(pd.DataFrame({"a": [4]}), out, Provenance(command="four", config={}))
     assert not leftover.exists() and tables.check_provenance(out)["command"] == "four"
+
