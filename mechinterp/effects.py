@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mechinterp.errors import SuiteError
+from mechinterp.errors import ConfigError, SuiteError
 from mechinterp.formula import evaluate, parse_formula
 from mechinterp.stimuli.types import Suite
 
@@ -32,6 +32,36 @@ def _contrast(suite: Suite) -> tuple[str, str, int]:
             "region disambiguates), so garden-path effects are undefined for it"
         )
     return amb.ambiguous_condition, amb.unambiguous_condition, amb.disambiguating_region
+
+
+def check_rois(suite: Suite, rois: Sequence[int]) -> None:
+    """Refuse, before any forward pass, an ROI no item of ``suite`` has in both conditions (it would give an
+    empty table). ConfigError naming the ROI and the range the items allow."""
+    if not rois:
+        raise ConfigError("--rois names no ROI: give comma-separated word offsets such as 0,1,2")
+    amb_name, unamb_name, region = _contrast(suite)
+    lo, hi = None, None
+    for it in suite.items:
+        spans = []
+        for name in (amb_name, unamb_name):
+            try:
+                c = it.condition(name)
+            except KeyError:
+                break
+            words = c.words
+            start = [w.index for w in words if w.region == region]
+            if not start:
+                break
+            spans.append((-start[0], len(words) - start[0] - 1))
+        if len(spans) == 2:
+            a, b = max(spans[0][0], spans[1][0]), min(spans[0][1], spans[1][1])
+            lo, hi = (a if lo is None else min(lo, a)), (b if hi is None else max(hi, b))
+    if lo is None:
+        raise SuiteError(f"suite {suite.name!r}: no item has its disambiguating region {region} in both conditions")
+    bad = [k for k in rois if not lo <= k <= hi]
+    if bad:
+        raise ConfigError(f"--rois {','.join(map(str, bad))}: out of range for suite {suite.name!r} "
+                          f"(its items have ROIs {lo} to {hi} words from the disambiguating word)")
 
 
 def garden_path_effects(words: pd.DataFrame, suite: Suite, rois: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:

@@ -41,6 +41,34 @@ def is_temporary(path: str | Path) -> bool:
     return name.startswith(".") and len(parts) >= 4 and parts[-2].isdigit() and parts[-1] in ("tmp", "old")
 
 
+def temporary_owner_alive(path: str | Path) -> bool:
+    """Whether the process that made the temporary ``path`` (its pid is in the name) is still running."""
+    pid = int(Path(path).name.split(".")[-2])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> int:
+    """Remove the temporaries in ``directory`` left by runs that are no longer running (never those of a live
+    process, which may be writing them now). Returns how many were removed."""
+    n = 0
+    for p in Path(directory).glob(".*"):
+        if is_temporary(p) and not temporary_owner_alive(p):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 @contextmanager
 def atomic_path(path: str | Path, mkdir: bool = True, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed to ``path``, on error it is removed and

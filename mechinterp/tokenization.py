@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -75,13 +76,17 @@ def _word_char_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _assign(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]], text: str) -> list[int] | None:
-    """Word index for each token, or None if some token straddles two words."""
+    """Word index for each token, or None if some token straddles two words. ``spans`` are sorted and
+    disjoint, so each token's word is found by bisection (O(tokens x log words), not tokens x words)."""
+    starts = [s for s, _ in spans]
     out = []
     for a, b in offsets:
         last = b - 1
-        w = next((i for i, (s, e) in enumerate(spans) if s <= last < e), None)
-        if w is None:  # whitespace-only token: the next word
-            w = next((i for i, (s, _) in enumerate(spans) if s > last), len(spans) - 1)
+        i = bisect_right(starts, last) - 1
+        if i >= 0 and last < spans[i][1]:
+            w = i
+        else:  # whitespace-only token: the next word
+            w = i + 1 if i + 1 < len(spans) else len(spans) - 1
         first_nonspace = a
         while first_nonspace < b and text[first_nonspace].isspace():
             first_nonspace += 1
@@ -110,12 +115,16 @@ def tokenize_text(
             ids += wid
             assign += [i] * len(wid)
     assert assign is not None  # set above whenever the offsets could not assign tokens to words
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for t, w in enumerate(assign):  # one pass (tokens of a word are contiguous); +1: BOS at 0
+        first.setdefault(w, t + 1)
+        last[w] = t + 1
     word_spans = []
     for i in range(len(spans)):
-        idx = [t + 1 for t, w in enumerate(assign) if w == i]  # +1: BOS at 0
-        if not idx:
-            raise RegionError(f"word {i} ({text[spans[i][0]:spans[i][1]]!r}) of {text!r} got no tokens")
-        word_spans.append((idx[0], idx[-1] + 1))
+        if i not in first:
+            raise RegionError(f"word {i} ({text[spans[i][0]:spans[i][1]]!r}) of {text[:200]!r} got no tokens")
+        word_spans.append((first[i], last[i] + 1))
     if regions is None:
         regions = {1: (0, len(text))}
     word_regions = []
@@ -144,6 +153,27 @@ def tokenize_text(
     )
 
 
+def context_length(model: Any) -> int | None:
+    """The most tokens ``model`` takes in one sequence: its config's ``max_position_embeddings`` (or
+    ``n_positions``), else the tokenizer's ``model_max_length`` when set; None when neither says."""
+    cfg = getattr(getattr(model, "hf", None), "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(getattr(model, "tokenizer", None), "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 10**9 else None
+
+
 def tokenize_condition(model: Any, condition: "Condition") -> TokenizedText:
-    """Tokenize one condition of an item with ``model``'s tokenizer and BOS token."""
-    return tokenize_text(model.tokenizer, model.bos_token_id, condition.text, condition.region_spans)
+    """Tokenize one condition of an item with ``model``'s tokenizer and BOS token.
+
+    Raises:
+        RegionError: the sentence is longer than the model's context length (the limit is in the message).
+    """
+    tok = tokenize_text(model.tokenizer, model.bos_token_id, condition.text, condition.region_spans)
+    limit = context_length(model)
+    if limit is not None and len(tok.input_ids) > limit:
+        raise RegionError(f"condition {condition.name!r} ({condition.text[:60]!r}...) is {len(tok.input_ids)} tokens "
+                          f"long (with BOS), more than the model's context length of {limit} tokens: shorten it")
+    return tok

@@ -113,3 +113,21 @@ def test_tokenized_regions_cover_the_target(tiny_model):
         assert tiny_model.tokenizer.decode(ids).strip() == s.text[slice(*s.regions[REGION_TARGET])]
         assert tok.tokens_of_region(REGION_PRE).stop == tok.tokens_of_region(REGION_TARGET).start
         assert min(tok.tokens_of_region(REGION_PRE)) >= 1  # never BOS
+
+
+def test_cue_report_does_not_depend_on_the_hash_seed():
+    """Ties between equally predictive cue words are broken by the word, not by set order (PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import pandas as pd\nfrom mechinterp.probes.confounds import cue_report\n"
+              "from mechinterp.probes.templates import generate\n"
+              f"print(pd.concat([cue_report(generate(c, 40, 0)) for c in {CONS!r}]).to_csv())")
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).parents[1])}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        outs.add(run.stdout)
+    assert len(outs) == 1

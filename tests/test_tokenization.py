@@ -88,3 +88,18 @@ def test_straddling_token_falls_back_to_per_word():
     assert len(tt.word_spans) == 4
     for a, b in tt.word_spans:
         assert b > a
+
+
+def test_long_sentence_is_fast_and_refused_beyond_context(tiny_model):
+    import time
+
+    from mechinterp.stimuli.types import Condition, Region
+
+    text = " ".join(["horse", "raced,", "past"] * 17_000)  # 51,000 words
+    t0 = time.perf_counter()
+    tok = tokenize_text(tiny_model.tokenizer, tiny_model.bos_token_id, text)
+    assert time.perf_counter() - t0 < 20  # was quadratic in words x tokens
+    assert len(tok.word_spans) == 51_000 and tok.word_spans[-1][1] == len(tok.input_ids)
+    cond = Condition(name="long", regions=(Region(number=1, content=text),))
+    with pytest.raises(RegionError, match=r"context length of \d+ tokens"):
+        tokenize_condition(tiny_model, cond)

@@ -9,11 +9,20 @@ import logging
 import pkgutil
 import sys
 
+from mechinterp.cli import common
 from mechinterp.errors import MechinterpError
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (``mechinterp cmd: error: ...``, with a
+    pointer to ``--help``) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mechinterp",
         description="Workbench for how language models hold the readings of garden-path sentences.",
     )
@@ -36,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        common.check_out_dirs(args)
         return int(args.func(args) or 0)
     except MechinterpError as exc:
-        print(f"mechinterp {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message's layout
+        print(f"mechinterp {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mechinterp {args.command}: interrupted", file=sys.stderr)

@@ -27,14 +27,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--naturalstories", metavar="DIR", default="shipped",
                    help="Natural Stories directory (all_stories.tok, processed_wordinfo.tsv) for side effects and "
                         "the surprisal-to-ms link (default: the copy shipped with the package; 'none' to skip)")
-    p.add_argument("--ns-words", type=int, default=150,
+    p.add_argument("--ns-words", type=common.positive_int, default=150,
                    help="side effects: first N words of each story (default 150, i.e. 1,500 words)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=common.positive_int, default=16)
     p.add_argument("--readings", default="exact", choices=["exact", "sampled", "none"],
                    help="efficacy: reading probabilities before and after each intervention, exact (default), "
                         "exact and sampled (slow; --samples per item), or none")
-    p.add_argument("--samples", type=int, default=10, help="samples per item and condition with --readings sampled")
-    p.add_argument("--collapse-factor", type=float, default=2.0,
+    p.add_argument("--samples", type=common.positive_int, default=10, help="samples per item and condition with --readings sampled")
+    p.add_argument("--collapse-factor", type=common.positive_float, default=2.0,
                    help="an intervention collapsed the model if P(dispreferred reading) fell at least this many "
                         "times (default 2)")
 

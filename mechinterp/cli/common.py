@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from mechinterp.compare.humans import load_natural_stories
+from mechinterp.errors import ConfigError
 from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
@@ -50,8 +51,41 @@ def add_out_dir(p: argparse.ArgumentParser, required: bool = True, default: str 
     p.add_argument("--out-dir", required=required and default is None, default=default, help=help_)
 
 
+def _bounded(kind: type, low: float, strict: bool, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{what} {kind.__name__}, got {text!r}") from None
+        if kind is float and value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"{what} number, got {text!r}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{what} {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _bounded(int, 0, True, "must be a positive")
+"""argparse ``type=``: a whole number >= 1 (``--batch-size``, ``--n-boot``, ``--items`` ...)."""
+nonnegative_int = _bounded(int, 0, False, "must be a non-negative")
+"""argparse ``type=``: a whole number >= 0."""
+positive_float = _bounded(float, 0.0, True, "must be a positive")
+"""argparse ``type=``: a number > 0."""
+nonnegative_float = _bounded(float, 0.0, False, "must be a non-negative")
+"""argparse ``type=``: a number >= 0."""
+
+
 def add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+
+
+def check_out_dirs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output directory option (``--out-dir``, ``--store``) that names a file."""
+    for name in ("out_dir", "store"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is a file: give a directory")
 
 
 def natural_stories_arg(value: str | None):

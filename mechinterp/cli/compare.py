@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--link-stories", default=None,
                    help="Natural Stories stories to fit the link on, e.g. 1,2,3 (default: all 10)")
     p.add_argument("--report", metavar="HTML", help="also write an HTML report")
-    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--n-boot", type=common.positive_int, default=2000)
     p.add_argument("--order-roi", type=int, default=1, help="ROI at which the construction order is tested (default 1)")
     p.set_defaults(func=run)
 

@@ -64,14 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_suite(p, many=True)
     common.add_seed(p)
     common.add_out_dir(p, default="out/demo", help_="output directory (default out/demo)")
-    p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 2000; --quick 200)")
+    p.add_argument("--n-boot", type=common.positive_int, default=None, help="bootstrap resamples (default 2000; --quick 200)")
     p.add_argument("--quick", action="store_true", help="smallest settings (a smoke run; defaults below in brackets)")
-    p.add_argument("--items", type=int, default=None,
+    p.add_argument("--items", type=common.positive_int, default=None,
                    help="items (per construction) for patching, probes, collapse and comparison (default 8 [3])")
     p.add_argument("--focus", default="npz", help="suite for patching and probes (default npz)")
     p.add_argument("--probe-layers", default=None, help="probe layers in the layer grammar ('*', N, N-M, 'every K', joined "
                                                         "by '+'; default 'every 2' ['every 4'])")
-    p.add_argument("--probe-sentences", type=int, default=None,
+    p.add_argument("--probe-sentences", type=common.positive_int, default=None,
                    help="generated training sentences per reading (default 40 [20])")
     p.add_argument("--intervention", default=None, metavar="SPEC",
                    help="the collapse intervention (default: clamp:layer=<probes' most accurate layer>,"
@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-suite", default="sap:ClassicGP",
                    help="suite for collapse and the human comparison (default sap:ClassicGP)")
     p.add_argument("--ns-stories", default="1,2", help="Natural Stories stories for the link and perplexity (default 1,2)")
-    p.add_argument("--ns-words", type=int, default=None, help="first N words of each story (default 100 [40])")
+    p.add_argument("--ns-words", type=common.positive_int, default=None, help="first N words of each story (default 100 [40])")
     p.set_defaults(func=run)
 
 

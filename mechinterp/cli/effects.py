@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mechinterp.cli import common
-from mechinterp.effects import garden_path_effects, summarise_effects
+from mechinterp.effects import check_rois, garden_path_effects, summarise_effects
 from mechinterp.errors import ConfigError
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 from mechinterp.tables import check_out_path
@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_out(p)
     common.add_seed(p)
     p.add_argument("--rois", default="0,1,2", help="word offsets from the disambiguating word (default 0,1,2)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--n-boot", type=common.positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--items-out", help="also write the per-item effects to this table")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=common.positive_int, default=16)
     p.set_defaults(func=run)
 
 
@@ -33,14 +33,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--rois must be comma-separated whole numbers, got {args.rois!r}") from exc
     suite = common.get_suite(args.suite)
+    check_rois(suite, rois)
     model = common.get_model(args)
     common.seed_everything(args.seed)
     words = suite_surprisal(model, suite, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
     items = garden_path_effects(words, suite, rois)
     summary = summarise_effects(items, n_boot=args.n_boot, seed=args.seed)
     prov = common.provenance("effects", args, model, [suite])
-    if items_out:
-        common.write(items, Path(items_out), prov)
+    if items.empty:
+        raise ConfigError(f"--rois {args.rois}: no item of suite {suite.name!r} has these ROIs; nothing written")
     common.write(summary, out, prov)
+    if items_out:  # after the summary succeeded, so a failed run leaves both tables as they were
+        common.write(items, Path(items_out), prov)
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0

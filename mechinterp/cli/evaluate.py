@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_model(p)
     common.add_suite(p)
     common.add_out(p)
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (does not change the numbers)")
+    p.add_argument("--batch-size", type=common.positive_int, default=16, help="sequences per forward pass (does not change the numbers)")
     p.set_defaults(func=run)
 
 

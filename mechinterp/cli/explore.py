@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mechinterp.cli import common
 from mechinterp.datasets import naturalstories_dir
 from mechinterp.errors import ConfigError
 from mechinterp.explore.demo import build_demo
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"model shown first: registry name or local HF directory (default {DEFAULT_MODEL})")
     p.add_argument("--results", default="out", help="results directory the explorer reads (default out)")
     p.add_argument("--suite", default="npz", help="suite shown first (default npz)")
-    p.add_argument("--port", type=int, default=None, help="port to serve on (default: Streamlit's, 8501)")
+    p.add_argument("--port", type=common.positive_int, default=None, help="port to serve on (default: Streamlit's, 8501)")
     p.add_argument("--address", default=LOCAL,
                    help=f"address to listen on (default {LOCAL}: this machine only; 0.0.0.0 lets anyone who can "
                         "reach the machine use the explorer, which has no login)")

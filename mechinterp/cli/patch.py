@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(p, PatchConfig, PATCH_FIELDS[:2], helps=PATCH_HELPS)
     p.add_argument("--direction", choices=["both", "clean_to_corrupt", "corrupt_to_clean"], default="both")
     p.add_argument("--method", choices=["both", "exact", "attribution"], default="both")
-    p.add_argument("--items", type=int, default=None, help="only the first N items of each suite")
+    p.add_argument("--items", type=common.positive_int, default=None, help="only the first N items of each suite")
     add_config_options(p, PatchConfig, PATCH_FIELDS[2:], helps=PATCH_HELPS)
     p.add_argument("--report", help="also write a plotly HTML report here")
     p.add_argument("--min-gap", type=float, default=0.5,
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     for suite in suites:
         sites = parse_sweep(args.sweep, model, suite, heads=not args.no_heads)
         sweeps[suite.name] = len(sites)
-        items = suite.items[: args.items] if args.items else None
+        items = suite.items[: args.items] if args.items is not None else None
         df = patch_suite(model, suite, sites, cfg, items=items, exact=args.method in ("both", "exact"),
                          attribution=args.method in ("both", "attribution"))
         skipped += df.attrs.get("skipped", [])

@@ -27,10 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "estimators, <name>.samples.<ext> with the classified samples)")
     common.add_seed(p)
     p.add_argument("--method", default="exact", choices=["exact", "sampled", "both"], help="estimator (default exact)")
-    p.add_argument("--samples", type=int, default=10, help="samples per item and condition (sampled; default 10)")
+    p.add_argument("--samples", type=common.positive_int, default=10, help="samples per item and condition (sampled; default 10)")
     p.add_argument("--continuations", metavar="TOML", help="continuation sets (default: the shipped file)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--batch-size", type=common.positive_int, default=8)
+    p.add_argument("--n-boot", type=common.positive_int, default=2000)
     p.set_defaults(func=run)
 
 

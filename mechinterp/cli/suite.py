@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mechinterp.cli import common
 from mechinterp.errors import MechinterpError, SuiteError
 from mechinterp.models import load_model
 from mechinterp.stimuli.library import (
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = ssub.add_parser("check", help="validate a suite and print its regions, words, tokens and ROIs")
     c.add_argument("file", help="built-in suite name, SyntaxGym .json, .csv/.tsv spreadsheet or SAP .csv")
     c.add_argument("--model", default=None, help="also show each region's tokens for this model")
-    c.add_argument("--max-items", type=int, default=None, help="print at most this many items (all are checked)")
+    c.add_argument("--max-items", type=common.positive_int, default=None, help="print at most this many items (all are checked)")
     c.set_defaults(func=run_check)
     v = ssub.add_parser("convert", help="convert a suite: spreadsheet (.csv/.tsv) <-> SyntaxGym .json")
     v.add_argument("input", help="the suite to read (any supported format)")

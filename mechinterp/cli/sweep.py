@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mechinterp.cli import common
 from mechinterp.sweeps.runner import run_sweep
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="results store directory (default: [sweep] store, or out/sweeps/NAME)")
     p.add_argument("--executor", choices=["local", "ray"], default=None, help="override [sweep] executor")
     p.add_argument("--ray-address", default=None, help="Ray cluster address ('auto', 'ray://HOST:10001'); default: a local instance")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance")
+    p.add_argument("--num-cpus", type=common.positive_int, default=None, help="CPUs for a local Ray instance")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and whether they are done; run nothing")
     p.set_defaults(func=run)
 

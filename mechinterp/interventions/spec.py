@@ -206,6 +206,9 @@ def _parse_text(text: str, file: str | None) -> InterventionSpec:
                 raise ConfigError("intervention JSON must be an object or a list of parts")
             if "parts" not in raw:
                 raw = {"parts": [raw], "name": raw.pop("name", None)}
+            if not isinstance(raw["parts"], list) or not all(isinstance(p, dict) for p in raw["parts"]):
+                raise ConfigError("intervention JSON: 'parts' must be a list of objects "
+                                  '(e.g. [{"kind": "clamp", "layer": 9}])')
         else:
             name = None
             head, eq, tail = text.partition("=")

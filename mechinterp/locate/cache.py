@@ -26,9 +26,13 @@ the same directory and reuses it; different inputs never collide.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
+import struct
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
@@ -37,11 +41,10 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
-from mechinterp.errors import CacheError, ConfigError
-from mechinterp.io import atomic_path, is_temporary, sha256_file, write_json_atomic
+from mechinterp.errors import CacheError, ConfigError, SuiteError
+from mechinterp.io import atomic_path, remove_stale_temporaries, sha256_file, write_json_atomic
 from mechinterp.locate.activations import collect_rows
 from mechinterp.locate.sites import (
     RegionPos,
@@ -61,6 +64,10 @@ if TYPE_CHECKING:
 FORMAT = "mechinterp-activation-cache/1"
 MANIFEST = "manifest.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+LOCK = ".lock"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -271,10 +278,53 @@ def build_cache(
     for s in sites:
         if not 0 <= s.layer < model.n_layers:
             raise ConfigError(f"site {s}: layer {s.layer} is out of range (model has layers 0-{model.n_layers - 1})")
+    seqs = _sequences(suite, config)
+    check_sites_cover(model, suite, sites, seqs)
     key = cache_key(model, suite, sites, config)
     root = Path(out) / key[:16]
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"cache root {out} is a file: give a directory (--out-dir)")
     root.mkdir(parents=True, exist_ok=True)
-    seqs = _sequences(suite, config)
+    with _locked(root):
+        return _build_locked(model, suite, sites, config, on_shard, key, root, seqs)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``root/.lock`` (one build per cache directory at a time; a second run waits
+    for the first and then reuses what it wrote). The lock goes with the process, also when it is killed."""
+    with open(root / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another run is building the cache %s; waiting for it to finish", root)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def canonical_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``tensors`` with a canonical header (keys sorted, data in name order), so the
+    same tensors and metadata always give the same bytes (``safetensors.save_file`` orders the metadata as a
+    hash map does, which differs between processes)."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
+
+
+def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: CacheConfig,
+                  on_shard: Callable[[int, int], None] | None, key: str, root: Path,
+                  seqs: list[tuple[Any, Any]]) -> tuple[ActivationCache, bool]:
     n_shards = (len(seqs) + config.shard_size - 1) // config.shard_size
     mpath = root / MANIFEST
     if mpath.exists():
@@ -294,9 +344,7 @@ def build_cache(
             "provenance": prov.to_json(), "shards": [],
         }
         _write_json(mpath, manifest)
-    for leftover in root.glob(".*"):
-        if is_temporary(leftover):
-            leftover.unlink(missing_ok=True)
+    remove_stale_temporaries(root)
     reader = ActivationCache(root, manifest)
     done = {}
     for sh in manifest["shards"]:
@@ -310,7 +358,7 @@ def build_cache(
     def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"
         with atomic_path(root / file, fsync=True) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "key": key, "index": str(index)})
+            tmp.write_bytes(canonical_safetensors(tensors, {"format": FORMAT, "key": key, "index": str(index)}))
         manifest["shards"].append({
             "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha256_file(root / file),
             "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "meta": meta,
@@ -338,9 +386,39 @@ def build_cache(
             pending = writer.submit(write_shard, index, tensors, meta)
         if pending is not None:
             pending.result()
+    for n in names:
+        if not sum(sh["rows"].get(n, 0) for sh in manifest["shards"]):
+            raise CacheError(f"site {n} has no row in any sequence of suite {suite.name!r} (its region is empty "
+                             f"everywhere); the cache under {root} is left incomplete. Fix: choose another site.")
     manifest["complete"] = True
     _write_json(mpath, manifest)
     return ActivationCache.open(root), False
+
+
+def check_sites_cover(model: "Model", suite: "Suite", sites: Sequence[Site], seqs: Sequence[tuple[Any, Any]]) -> None:
+    """Refuse, before anything is written, a site whose region or token no sequence of the cache has: a region
+    name the suite does not define, a region number an item lacks, a token index beyond a sequence. (A region
+    that exists but is empty in one condition, such as the cue, is fine: that sequence has no row for it.)"""
+    lengths: dict[int, int] = {}
+    for s in sites:
+        p = s.position
+        if isinstance(p, RegionPos):
+            try:
+                num = region_number(p.region, suite)
+            except SuiteError as exc:
+                raise ConfigError(f"site {s}: {exc}") from None
+            for it, c in seqs:
+                if num not in c.region_spans:
+                    raise ConfigError(f"site {s}: item {it.number} condition {c.name!r} has no region {p.region!r} "
+                                      f"(its regions are {', '.join(str(r.number) for r in c.regions)})")
+        elif isinstance(p, TokenPos):
+            for i, (it, c) in enumerate(seqs):
+                if i not in lengths:
+                    lengths[i] = len(tokenize_condition(model, c))
+                n = lengths[i]
+                if not -n <= p.index < n:
+                    raise ConfigError(f"site {s}: item {it.number} condition {c.name!r} has only {n} tokens "
+                                      f"(incl. BOS); token {p.index} is out of range")
 
 
 def _shard_meta(model: "Model", suite: "Suite", sites: Sequence[Site], rows: dict[Site, Tensor],

@@ -47,14 +47,14 @@ def cue_report(ts: TrainingSet) -> pd.DataFrame:
     n = len(y)
     prefix_sets = [set(_words(s.text[: s.regions[REGION_TARGET][0]])) for s in ts.sentences]
     vocab = set().union(*prefix_sets)
-    has = {w: np.array([w in p for p in prefix_sets]) for w in vocab}
+    has = {w: np.array([w in p for p in prefix_sets]) for w in sorted(vocab)}  # sorted: ties never depend on hashing
     w1, c1, a1 = _best_presence(has, y)
 
     prev = [(_words(s.text[slice(*s.regions[REGION_PRE])]) or [""])[-1] for s in ts.sentences]
     has_prev = defaultdict(lambda: np.zeros(n, bool))
     for i, w in enumerate(prev):
         has_prev[w][i] = True
-    w2, c2, a2 = _best_presence(dict(has_prev), y)
+    w2, c2, a2 = _best_presence(dict(sorted(has_prev.items())), y)
 
     pos = np.array([s.target_index for s in ts.sentences])
     best_pos = (0, 1, 0.5)

@@ -40,6 +40,8 @@ def suite_format(path: str | Path) -> str:
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise SuiteError(f"suite file {path} is a directory: give a SyntaxGym .json or a .csv/.tsv file")
     if suffix == ".json":
         return "syntaxgym-json"
     if suffix == ".tsv":
@@ -48,8 +50,10 @@ def suite_format(path: str | Path) -> str:
         try:
             with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
                 header = next(csv.reader(f), [])
-        except FileNotFoundError as exc:
-            raise SuiteError(f"suite file {path} does not exist") from exc
+        except FileNotFoundError:
+            raise SuiteError(f"suite file {path} does not exist") from None
+        except OSError as exc:
+            raise SuiteError(f"suite file {path} cannot be read: {exc.strerror or exc}") from None
         return "table" if is_spreadsheet([h.strip() for h in header]) else "sap-csv"
     raise SuiteError(f"{path}: unknown suite format (expected a SyntaxGym .json, a .csv/.tsv spreadsheet or a SAP .csv file)")
 

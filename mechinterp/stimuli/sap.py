@@ -20,6 +20,7 @@ import pandas as pd
 
 from mechinterp.errors import RegionError, SuiteError
 from mechinterp.stimuli.constructions import CONSTRUCTIONS, canonical_construction
+from mechinterp.stimuli.syntaxgym import whole_number
 from mechinterp.stimuli.types import (
     Ambiguity,
     Condition,
@@ -54,9 +55,13 @@ def read_sap(path: str | Path, name: str | None = None) -> Suite:
         df = pd.read_csv(path)
     except FileNotFoundError as exc:
         raise SuiteError(f"suite file {path} does not exist") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise SuiteError(f"{path} is not a readable CSV file: {exc}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError) as exc:
+        raise SuiteError(f"{path} is not a readable CSV file: {' '.join(str(exc).split())}") from None
     cols = set(df.columns)
+    missing = [c for c in ("item", "condition") if c not in cols]
+    if missing and ({"ambiguous", "unambiguous"} <= cols or "Sentence" in cols):
+        raise SuiteError(f"{path}: SAP Benchmark file without the column(s) {', '.join(missing)} "
+                         f"(found {', '.join(sorted(map(str, cols)))})")
     if {"ambiguous", "unambiguous", "disambPositionAmb", "disambPositionUnamb"} <= cols:
         suite = _read_paired(df, path, name)
     elif "Sentence" in cols and ({"disambPosition", "targetPosition"} & cols) and "condition" in cols:
@@ -71,10 +76,9 @@ def read_sap(path: str | Path, name: str | None = None) -> Suite:
 
 
 def _item_number(value: object, where: str) -> int:
-    try:
-        return int(value)  # pyright: ignore[reportArgumentType]  # a table cell; a non-number is caught below
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(f"{where}: item {value!r} is not a whole number") from exc
+    if hasattr(value, "item"):  # a numpy scalar from pandas
+        value = value.item()  # pyright: ignore[reportAttributeAccessIssue]  # numpy scalar
+    return whole_number(value, where, "item")
 
 
 def _read_paired(df: pd.DataFrame, path: Path, name: str | None) -> Suite:

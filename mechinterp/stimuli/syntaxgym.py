@@ -36,11 +36,42 @@ def _require(d: dict, key: str, where: str) -> Any:
     return d[key]
 
 
+def whole_number(value: Any, where: str, field: str) -> int:
+    """``value`` as an int: an int or a string of digits (``2``, ``"2"``); a fraction, bool or other text is
+    refused (never truncated) with a SuiteError naming ``where`` and ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SuiteError(f"{where}: {field} must be a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise SuiteError(f"{where}: {field} must be a whole number, got {value!r}")
+        return int(value)
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit():
+        raise SuiteError(f"{where}: {field} must be a whole number, got {value!r}")
+    return int(text)
+
+
+def _of_type(value: Any, kind: type, where: str, field: str) -> Any:
+    if not isinstance(value, kind):
+        what = {list: "a list", dict: "an object"}[kind]
+        raise SuiteError(f"{where}: {field!r} must be {what}, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+def _pydantic_reason(exc: Exception) -> str:
+    """One line for a pydantic ValidationError (its field and message), else the exception's text."""
+    if isinstance(exc, ValidationError):
+        e = exc.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"])
+        return f"{loc}: {e['msg']}" if loc else e["msg"]
+    return " ".join(str(exc).split())
+
+
 def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
     where = source or "suite"
     if not isinstance(data, dict):
         raise SuiteError(f"{where}: a SyntaxGym suite must be a JSON object")
-    meta = dict(data.get("meta") or {})
+    meta = dict(_of_type(data.get("meta") or {}, dict, where, "meta"))
     try:
         spacing = spacing_for("syntaxgym-json", meta.pop("spacing", None))
     except SuiteError as exc:
@@ -50,25 +81,29 @@ def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
     if not isinstance(items_raw, list):
         raise SuiteError(f"{where}: 'items' must be a list")
     try:
-        region_meta = {int(k): str(v) for k, v in (data.get("region_meta") or {}).items()}
+        region_meta = {whole_number(k, where, "region_meta key"): str(v)
+                        for k, v in _of_type(data.get("region_meta") or {}, dict, where, "region_meta").items()}
+    except SuiteError as exc:
+        raise SuiteError(f"{where}: region_meta keys must be region numbers ({exc})") from None
     except (TypeError, ValueError) as exc:
         raise SuiteError(f"{where}: region_meta keys must be region numbers ({exc})") from exc
     items = []
     for i, it in enumerate(items_raw):
         iw = f"{where}, items[{i}]"
         conds = []
-        for j, c in enumerate(_require(it, "conditions", iw)):
+        for j, c in enumerate(_of_type(_require(it, "conditions", iw), list, iw, "conditions")):
             cw = f"{iw}, conditions[{j}]"
             regions = []
-            for k, r in enumerate(_require(c, "regions", cw)):
+            for k, r in enumerate(_of_type(_require(c, "regions", cw), list, cw, "regions")):
                 rw = f"{cw}, regions[{k}]"
                 content = _require(r, "content", rw)
                 if not isinstance(content, str):
                     raise SuiteError(f"{rw}: content must be a string, got {content!r}")
+                number = whole_number(_require(r, "region_number", rw), rw, "region_number")
                 try:
-                    regions.append(Region(number=int(_require(r, "region_number", rw)), content=content))
+                    regions.append(Region(number=number, content=content))
                 except (ValidationError, ValueError, TypeError) as exc:
-                    raise SuiteError(f"{rw}: {exc}") from exc
+                    raise SuiteError(f"{rw}: {_pydantic_reason(exc)}") from None
             try:
                 conds.append(
                     Condition(
@@ -80,20 +115,22 @@ def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
                     )
                 )
             except ValidationError as exc:
-                raise SuiteError(f"{cw}: {exc}") from exc
+                raise SuiteError(f"{cw}: {_pydantic_reason(exc)}") from None
+        number = whole_number(_require(it, "item_number", iw), iw, "item_number")
+        lexical = _of_type(it.get("lexical") or {}, dict, iw, "lexical")
         try:
             items.append(
                 Item(
-                    number=int(_require(it, "item_number", iw)),
+                    number=number,
                     conditions=tuple(conds),
                     construction=it.get("construction"),
                     provenance=it.get("provenance"),
-                    lexical={str(k): str(v) for k, v in (it.get("lexical") or {}).items()},
+                    lexical={str(k): str(v) for k, v in lexical.items()},
                     meta={k: v for k, v in it.items() if k not in {"item_number", "conditions", "construction", "provenance", "lexical"}},
                 )
             )
         except (ValidationError, ValueError, TypeError) as exc:
-            raise SuiteError(f"{iw}: {exc}") from exc
+            raise SuiteError(f"{iw}: {_pydantic_reason(exc)}") from None
     try:
         ambiguity = Ambiguity(**data["ambiguity"]) if data.get("ambiguity") else None
         predictions = tuple(Prediction(**p) for p in (data.get("predictions") or []))
@@ -106,19 +143,27 @@ def suite_from_dict(data: dict[str, Any], source: str | None = None) -> Suite:
             ambiguity=ambiguity,
             source=source,
         )
-    except (ValidationError, TypeError) as exc:
-        raise SuiteError(f"{where}: {exc}") from exc
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise SuiteError(f"{where}: {_pydantic_reason(exc)}") from None
     return validate_suite(suite)
 
 
 def read_syntaxgym(path: str | Path) -> Suite:
     path = Path(path)
+    if path.is_dir():
+        raise SuiteError(f"suite file {path} is a directory: give a SyntaxGym .json file")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise SuiteError(f"suite file {path} does not exist") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{path} is not valid JSON: {exc}") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"suite file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SuiteError(f"{path} is nested too deeply to be a SyntaxGym suite") from None
+    except OSError as exc:
+        raise SuiteError(f"suite file {path} cannot be read: {exc.strerror or exc}") from None
     return suite_from_dict(data, source=str(path))
 
 

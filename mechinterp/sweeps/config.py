@@ -242,4 +242,12 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(f"sweep file {path} does not exist")
     if path.suffix.lower() != ".toml":
         raise ConfigError(f"sweep file {path}: expected a .toml file")
-    return parse_sweep(path.read_text(), path)
+    if path.is_dir():
+        raise ConfigError(f"sweep file {path} is a directory: give a .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sweep file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"sweep file {path} cannot be read: {exc.strerror or exc}") from None
+    return parse_sweep(text, path)
