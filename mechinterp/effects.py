@@ -56,7 +56,7 @@ def check_rois(suite: Suite, rois: Sequence[int]) -> None:
         if len(spans) == 2:
             a, b = max(spans[0][0], spans[1][0]), min(spans[0][1], spans[1][1])
             lo, hi = (a if lo is None else min(lo, a)), (b if hi is None else max(hi, b))
-    if lo is None:
+    if lo is None or hi is None:
         raise SuiteError(f"suite {suite.name!r}: no item has its disambiguating region {region} in both conditions")
     bad = [k for k in rois if not lo <= k <= hi]
     if bad:
