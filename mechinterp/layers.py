@@ -161,6 +161,24 @@ def check_layers(layers: Iterable[int] | str, n_layers: int | None) -> list[int]
     return parse_layers("+".join(map(str, values)), n_layers)
 
 
+def check_layer_field(value: str | list[int]) -> str | list[int]:
+    """Validate a configuration's layer field before the model is known, keeping its form.
+
+    Args:
+        value: A layer-list string (checked for syntax) or layer numbers (checked to be whole and >= 0).
+
+    Returns:
+        ``value`` unchanged; it is resolved against the model's layer count when a job runs.
+
+    Raises:
+        ConfigError: As :func:`check_layer_text` / :func:`check_layers`.
+    """
+    if isinstance(value, str):
+        return check_layer_text(value)
+    check_layers(value, None)
+    return value
+
+
 def format_layers(layers: Iterable[int]) -> str:
     """The shortest text in the grammar for some layers (runs become ``N-M``).
 

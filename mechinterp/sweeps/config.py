@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mechinterp.errors import ConfigError
-from mechinterp.layers import check_layer_text, check_layers
+from mechinterp.layers import check_layer_field, check_layers
 from mechinterp.probes.train import ProbeSettings
 
 Executor = Literal["local", "ray"]
@@ -71,10 +71,8 @@ class SitesSection(_Strict):
     @field_validator("layers")
     @classmethod
     def _layers(cls, v: str | list[int]) -> str | list[int]:
-        if isinstance(v, str):
-            return check_layer_text(v)
-        check_layers(v, None)
-        return v
+        """A layer list (:mod:`mechinterp.layers`) or layer numbers; checked against the model when it runs."""
+        return check_layer_field(v)
 
 
 class SweepConfig(_Strict):

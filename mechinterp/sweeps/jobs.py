@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from mechinterp.layers import check_layer_text, check_layers
+from mechinterp.layers import check_layer_field
 from mechinterp.probes.train import ProbeSettings
 from mechinterp.sweeps.config import SweepConfig
 
@@ -39,10 +39,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _layers(cls, v: str | list[int]) -> str | list[int]:
         """A layer list (:mod:`mechinterp.layers`) or layer numbers; checked against the model when it runs."""
-        if isinstance(v, str):
-            return check_layer_text(v)
-        check_layers(v, None)
-        return v
+        return check_layer_field(v)
 
     @property
     def job_id(self) -> str:
