@@ -46,6 +46,13 @@ def test_demo_writes_one_report_with_five_parts_and_summary(tiny_dirs, tmp_path,
     assert set(side["intervention"]) == {"original", "commit"}
     assert "commit=clamp:layer=" in read_provenance(out / "summary.csv")["extra"]["intervention"]
     assert "[5/6]" in capsys.readouterr().err
+    # no effect of the intervention is reported without its efficacy: the sentence opens with the reading
+    # probabilities before and after, taken from the efficacy table written beside it
+    eff = pd.read_csv(out / "collapse.efficacy.csv")
+    forced = summary.set_index("key").loc["forced", "answer"]
+    assert forced.startswith("Efficacy first:")
+    row = eff[(eff["intervention"] == "commit") & (eff["condition"] == "ambiguous")].iloc[0]
+    assert f"{row.p_dispreferred_original:.2f} \u2192 {row.p_dispreferred:.2f}" in forced
 
 
 @pytest.mark.slow

@@ -242,6 +242,8 @@ def stage_collapse(args: argparse.Namespace, model: Any, suite: Any, spec_text: 
     common.write(res.effects, out / "collapse.effects.csv", prov)
     common.write(summary, out / "collapse.summary.csv", prov)
     common.write(res.side_effects, out / "collapse.side_effects.csv", prov)
+    if res.efficacy is not None:
+        common.write(res.efficacy, out / "collapse.efficacy.csv", prov)
     return {"result": res, "summary": summary, "name": spec.name}
 
 
@@ -323,7 +325,8 @@ def run(args: argparse.Namespace) -> int:
     spec_text = args.intervention or default_intervention(probes["result"].verdicts, model.n_layers, args.probe_sentences)
     with Stage(4, N_STAGES, f"collapse: {spec_text} on {human_suite.name} ({len(human_suite.items)} items)"):
         col = stage_collapse(args, model, human_suite, spec_text, corpus, out)
-        sentences["forced"] = wb.collapse_sentence(col["summary"], col["result"].side_effects, col["name"])
+        sentences["forced"] = wb.collapse_sentence(col["summary"], col["result"].side_effects, col["name"],
+                                                   efficacy=col["result"].efficacy)
     with Stage(5, N_STAGES, "human comparison (linking fit on Natural Stories, SAP effects)"):
         cmp = stage_compare(args, model, human_suite, col["result"], corpus, out)
         sentences["humans"] = wb.compare_sentence(cmp["comparison"].table(), cmp["comparison"].order,

@@ -123,7 +123,7 @@ def probe_sentence(verdicts: pd.DataFrame) -> str:
 
 
 def collapse_sentence(effects: pd.DataFrame, side: pd.DataFrame, intervention: str, roi: int = 0,
-                      original: str = "original") -> str:
+                      original: str = "original", efficacy: pd.DataFrame | None = None) -> str:
     """How one intervention changes the garden-path effect, and what it costs elsewhere.
 
     Args:
@@ -132,12 +132,14 @@ def collapse_sentence(effects: pd.DataFrame, side: pd.DataFrame, intervention: s
         intervention: The intervention's name.
         roi: The ROI reported.
         original: The name of the unmodified model's rows.
+        efficacy: The collapse run's efficacy table (P(dispreferred reading) before and after, per construction
+            and condition); when given, the sentence first says whether the intervention committed the model.
 
     Returns:
         One sentence.
 
     Example:
-        >>> collapse_sentence(summ, res.side_effects, "commit")
+        >>> collapse_sentence(summ, res.side_effects, "commit", efficacy=res.efficacy)
     """
     e = effects[effects["roi"] == roi].set_index(["intervention", "construction"])
     parts = []
@@ -146,6 +148,17 @@ def collapse_sentence(effects: pd.DataFrame, side: pd.DataFrame, intervention: s
             a, b = e.loc[(original, cons)], e.loc[(intervention, cons)]
             parts.append(f"{cons} {a.effect_bits:+.2f} \u2192 {b.effect_bits:+.2f} bits")
     text = f"Under {intervention}, the effect at ROI {roi} goes {_join(parts) or 'unmeasured'}"
+    if efficacy is not None and len(efficacy):
+        amb = efficacy[(efficacy["intervention"] == intervention) & (efficacy["condition"] == "ambiguous")]
+        if "method" in amb.columns and bool((amb["method"] == "exact").any()):
+            amb = amb[amb["method"] == "exact"]
+        moved = [f"{r.construction} {r.p_dispreferred_original:.2f} \u2192 {r.p_dispreferred:.2f}"
+                 for r in amb.itertuples()]
+        n_collapsed = int(amb["collapsed"].astype(bool).sum())
+        if moved:
+            text = (f"Efficacy first: in the ambiguous sentences, P(dispreferred reading) at the end of the "
+                    f"ambiguous region goes {_join(moved)} under {intervention}, so it committed the model in "
+                    f"{n_collapsed} of {len(moved)} construction(s). " + text)
     row = side[side["intervention"] == intervention]
     if len(row):
         r = row.iloc[0]
