@@ -233,6 +233,14 @@ def _parse_text(text: str, file: str | None) -> InterventionSpec:
 
 
 def _default_name(p: dict[str, Any]) -> str:
+    """A name from a part's fields; a malformed part gets its kind alone (validation then says what is wrong)."""
+    try:
+        return _name_from_fields(p)
+    except (TypeError, ValueError, ConfigError):
+        return str(p.get("kind", "?"))
+
+
+def _name_from_fields(p: dict[str, Any]) -> str:
     k = p.get("kind", "?")
     if k == "leace":
         layers = p.get("layers", [])
