@@ -305,21 +305,31 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def canonical_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
-    """The safetensors file of ``tensors`` with a canonical header (keys sorted, data in name order), so the
+def write_canonical_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> str:
+    """Write ``tensors`` as a safetensors file with a canonical header (keys sorted, data in name order), so the
     same tensors and metadata always give the same bytes (``safetensors.save_file`` orders the metadata as a
-    hash map does, which differs between processes)."""
+    hash map does, which differs between processes). The data is streamed from the tensors' own memory (no
+    copy) and hashed as it is written.
+
+    Returns:
+        The file's sha256.
+    """
     header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, offset = [], 0
+    arrays, offset = [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+        n = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
+        arrays.append(t.reshape(-1).view(torch.uint8).numpy() if n else None)
+        offset += n
     head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
-    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for chunk in (struct.pack("<Q", len(head)) + head, *(memoryview(a) for a in arrays if a is not None)):
+            digest.update(chunk)
+            f.write(chunk)
+    return digest.hexdigest()
 
 
 def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: CacheConfig,
@@ -358,9 +368,9 @@ def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: Cac
     def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"
         with atomic_path(root / file, fsync=True) as tmp:
-            tmp.write_bytes(canonical_safetensors(tensors, {"format": FORMAT, "key": key, "index": str(index)}))
+            sha = write_canonical_safetensors(tmp, tensors, {"format": FORMAT, "key": key, "index": str(index)})
         manifest["shards"].append({
-            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha256_file(root / file),
+            "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha,
             "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "meta": meta,
         })
         manifest["shards"].sort(key=lambda sh: sh["index"])
