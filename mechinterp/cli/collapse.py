@@ -17,11 +17,6 @@ SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND
              "parts; JSON or @file.json also work (see mechinterp.interventions.spec)")
 
 
-def sibling(path: Path, part: str) -> Path:
-    """``out/words.parquet`` -> ``out/words.<part>.parquet``."""
-    return path.with_name(f"{path.stem}.{part}{path.suffix}")
-
-
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intervention", action="append", default=[], metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--naturalstories", metavar="DIR", default="shipped",
@@ -71,8 +66,8 @@ def write_efficacy(res, out: Path, prov) -> None:
     """Write ``<out>.readings.<ext>`` and ``<out>.efficacy.<ext>`` (if readings were computed) and print it."""
     if res.efficacy is None:
         return
-    common.write(res.readings, sibling(out, "readings"), prov)
-    common.write(res.efficacy, sibling(out, "efficacy"), prov)
+    common.write(res.readings, common.sibling(out, "readings"), prov)
+    common.write(res.efficacy, common.sibling(out, "efficacy"), prov)
     cols = ["intervention", "method", "construction", "condition", "p_dispreferred", "ratio", "collapsed"]
     print(res.efficacy[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
@@ -86,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     prov = common.provenance("collapse", args, model, [suite], interventions=res.descriptions,
                              specs=[s.model_dump() for s in specs], flagged_perplexity=res.flagged())
     common.write(res.words, out, prov)
-    common.write(res.effects, sibling(out, "effects"), prov)
-    common.write(res.side_effects, sibling(out, "side_effects"), prov)
+    common.write(res.effects, common.sibling(out, "effects"), prov)
+    common.write(res.side_effects, common.sibling(out, "side_effects"), prov)
     write_efficacy(res, out, prov)
 
     summ = summarise_effects(res.effects, by=("intervention", "construction", "roi"), seed=args.seed)

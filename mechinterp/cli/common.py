@@ -88,6 +88,11 @@ def check_out_dirs(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {value} is a file: give a directory")
 
 
+def sibling(path: Path, part: str) -> Path:
+    """A table written beside another: ``out/words.parquet`` -> ``out/words.<part>.parquet``."""
+    return path.with_name(f"{path.stem}.{part}{path.suffix}")
+
+
 def natural_stories_arg(value: str | None):
     """The Natural Stories corpus named by a ``--naturalstories`` option: ``shipped`` (the package's copy), a
     directory, or ``none``/empty for no corpus."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mechinterp.cli import common
-from mechinterp.cli.collapse import add_common, collapse_from_args, sibling
+from mechinterp.cli.collapse import add_common, collapse_from_args
 from mechinterp.compare.figures import write_compare_report
 from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
 from mechinterp.compare.likeness import compare
@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         for t in args.collapsed:
             path = check_out_path(t)
             words.append(read_table(path))
-            if sibling(path, "side_effects").exists():
-                sides.append(read_table(sibling(path, "side_effects")))
-            if sibling(path, "efficacy").exists():
-                effs.append(read_table(sibling(path, "efficacy")))
+            if common.sibling(path, "side_effects").exists():
+                sides.append(read_table(common.sibling(path, "side_effects")))
+            if common.sibling(path, "efficacy").exists():
+                effs.append(read_table(common.sibling(path, "efficacy")))
         words_df = pd.concat(words, ignore_index=True).drop_duplicates(["intervention", "construction", "item", "condition", "word_index"])
         side = pd.concat(sides, ignore_index=True).drop_duplicates("intervention") if sides else None
         if effs:
@@ -98,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
                              human_source="SAP Benchmark, Huang et al. (2024), JML; built-in construction effects")
     table = cmp.table()
     common.write(table, out, prov)
-    common.write(cmp.order, sibling(out, "order"), prov)
-    common.write(cmp.items, sibling(out, "items"), prov)
+    common.write(cmp.order, common.sibling(out, "order"), prov)
+    common.write(cmp.items, common.sibling(out, "items"), prov)
     if len(cmp.correlations):
-        common.write(cmp.correlations, sibling(out, "correlations"), prov)
+        common.write(cmp.correlations, common.sibling(out, "correlations"), prov)
     if efficacy is not None:
-        common.write(efficacy, sibling(out, "efficacy"), prov)
+        common.write(efficacy, common.sibling(out, "efficacy"), prov)
     if report is not None:
         write_compare_report(cmp, report, title=f"Collapse and compare: {model.spec.display_name} on {suite.name}",
                              provenance=prov.to_json(), interventions=descriptions, efficacy=efficacy)

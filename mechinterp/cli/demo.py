@@ -103,10 +103,6 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def _layers(spec: str, n_layers: int) -> list[int]:
-    return parse_layers(spec, n_layers)
-
-
 def stage_effects(args: argparse.Namespace, model: Any, out: Path) -> dict[str, Any]:
     """Stage 1: garden-path effects for ``--suite`` (default: every built-in suite).
 
@@ -179,7 +175,7 @@ def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) ->
     Example:
         >>> stage_probes(args, model, suite, Path("out/demo"))["result"].verdicts
     """
-    layers = _layers(args.probe_layers, model.n_layers)
+    layers = parse_layers(args.probe_layers, model.n_layers)
     ps = ProbeSettings(n_per_class=args.probe_sentences, folds=2, control=False, random_directions=0,
                        baselines=False, transfer=False, bootstrap=max(100, min(args.n_boot, 1000)))
     res = run_probes(model, suite, layers, settings=ps, seed=args.seed, backend=args.backend)

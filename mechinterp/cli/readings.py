@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pandas as pd
 
@@ -11,10 +10,6 @@ from mechinterp.cli import common
 from mechinterp.readings import exact_readings, load_continuations
 from mechinterp.readings.sampled import sampled_readings
 from mechinterp.readings.summary import compare_estimators, summarise_readings
-
-
-def _sibling(path: Path, part: str) -> Path:
-    return path.with_name(f"{path.stem}.{part}{path.suffix}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise_readings(table, by=("method", "construction", "condition"), n_boot=args.n_boot, seed=args.seed)
     prov = common.provenance("readings", args, model, [suite], continuations=args.continuations or "shipped")
     common.write(table, out, prov)
-    common.write(summary, _sibling(out, "summary"), prov)
+    common.write(summary, common.sibling(out, "summary"), prov)
     if samples:
-        common.write(pd.DataFrame(samples), _sibling(out, "samples"), prov)
+        common.write(pd.DataFrame(samples), common.sibling(out, "samples"), prov)
     if len(frames) == 2:
         est = compare_estimators(frames[0], frames[1])
-        common.write(est, _sibling(out, "estimators"), prov)
+        common.write(est, common.sibling(out, "estimators"), prov)
         print(est.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0
