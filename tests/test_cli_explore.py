@@ -17,8 +17,8 @@ from mechinterp.datasets import naturalstories_dir
 
 
 def _dry_run(argv: list[str], capsys) -> tuple[dict[str, str], list[str], str]:
-    """(environment variables, streamlit argv, stderr) that ``explore --dry-run`` prints."""
-    assert main(["explore", "--dry-run", *argv]) == 0
+    """(environment variables, streamlit argv, stderr) that ``argv`` (an ``explore --dry-run`` command) prints."""
+    assert main(argv) == 0
     out, err = capsys.readouterr()
     words = shlex.split(out.strip().splitlines()[-1])
     env = dict(w.split("=", 1) for w in words if w.startswith("MECHINTERP_EXPLORER_"))
@@ -30,7 +30,7 @@ def _option(cmd: list[str], name: str) -> str | None:
 
 
 def test_address_port_headless_suite_and_allowed_paths(tmp_path, capsys):
-    env, cmd, err = _dry_run(["--model", "smollm2-135m", "--results", str(tmp_path)], capsys)
+    env, cmd, err = _dry_run(["explore", "--dry-run", "--model", "smollm2-135m", "--results", str(tmp_path)], capsys)
     assert _option(cmd, "--server.address") == "127.0.0.1" and _option(cmd, "--browser.serverAddress") == "127.0.0.1"
     assert _option(cmd, "--server.port") is None and _option(cmd, "--server.headless") is None
     assert env["MECHINTERP_EXPLORER_SUITE"] == "npz" and env["MECHINTERP_EXPLORER_ALLOW"] == ""
@@ -38,8 +38,8 @@ def test_address_port_headless_suite_and_allowed_paths(tmp_path, capsys):
 
     extra = tmp_path / "more"
     extra.mkdir()
-    env, cmd, err = _dry_run(["--model", "smollm2-135m", "--results", str(tmp_path), "--address", "0.0.0.0",
-                              "--port", "8600", "--headless", "--suite", "mvrr", "--allow-path", str(extra),
+    env, cmd, err = _dry_run(["explore", "--dry-run", "--model", "smollm2-135m", "--results", str(tmp_path),
+                              "--address", "0.0.0.0", "--port", "8600", "--headless", "--suite", "mvrr", "--allow-path", str(extra),
                               "--allow-path", str(tmp_path / "more" / ".." / "more")], capsys)
     assert _option(cmd, "--server.address") == "0.0.0.0"
     assert _option(cmd, "--browser.serverAddress") == "localhost"  # no lookup of this machine's address
