@@ -145,7 +145,8 @@ def refused(argv: list[str], capsys) -> str:
     except SystemExit as exc:
         rc = exc.code
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip() and not re.search(r"\d+/\d+ \[[\d:<?]+", ln)]  # not progress bars
+    progress = re.compile(r"\d+/\d+ \[[\d:<?]+")  # progress bars of the model loader are not part of the report
+    lines = [ln for ln in err.splitlines() if ln.strip() and not progress.search(ln)]
     assert rc == 2, f"exit {rc} for {argv}: {err}"
     assert "Traceback" not in err and len(lines) == 1, err
     return lines[0]

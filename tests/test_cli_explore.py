@@ -39,7 +39,8 @@ def test_address_port_headless_suite_and_allowed_paths(tmp_path, capsys):
     extra = tmp_path / "more"
     extra.mkdir()
     env, cmd, err = _dry_run(["explore", "--dry-run", "--model", "smollm2-135m", "--results", str(tmp_path),
-                              "--address", "0.0.0.0", "--port", "8600", "--headless", "--suite", "mvrr", "--allow-path", str(extra),
+                              "--address", "0.0.0.0", "--port", "8600", "--headless", "--suite", "mvrr",
+                              "--allow-path", str(extra),
                               "--allow-path", str(tmp_path / "more" / ".." / "more")], capsys)
     assert _option(cmd, "--server.address") == "0.0.0.0"
     assert _option(cmd, "--browser.serverAddress") == "localhost"  # no lookup of this machine's address

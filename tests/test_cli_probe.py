@@ -15,7 +15,8 @@ from mechinterp.provenance import read_provenance
 def _job(store) -> tuple[dict, dict[str, ProbeArtifact], pd.DataFrame]:
     """(job.json, probes by component, metrics) of the one job in a `probe train` store."""
     job = next(store.glob("jobs/*/job.json"))
-    probes = {p.parent.name.split("-")[0]: ProbeArtifact.load(p.parent) for p in job.parent.glob("probes/*/*/probe.json")}
+    probes = {p.parent.name.split("-")[0]: ProbeArtifact.load(p.parent)
+              for p in job.parent.glob("probes/*/*/probe.json")}
     return json.loads(job.read_text()), probes, pd.read_parquet(job.parent / "metrics.parquet")
 
 

@@ -88,5 +88,6 @@ def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsy
     assert prov["extra"]["intervention"] == "k3=truncate:k=3"
     # --probe-sentences, --n-boot and --seed reach the stages' settings and provenance
     probes = read_provenance(out / "probe_verdicts.csv")
-    assert probes["extra"]["probe_settings"]["n_per_class"] == 10 and probes["extra"]["probe_settings"]["bootstrap"] == 100
+    settings = probes["extra"]["probe_settings"]
+    assert settings["n_per_class"] == 10 and settings["bootstrap"] == 100  # max(100, --n-boot); --quick's is 200
     assert prov["config"]["n_boot"] == 20 and prov["seed"] == 3
