@@ -68,7 +68,7 @@ def test_surprisal_whitespace_trailing_moves_the_whitespace(tiny_dirs, tiny_suit
     lead, trail = pd.read_csv(tmp_path / "lead.csv"), pd.read_csv(tmp_path / "trail.csv")
     assert list(lead["word"]) == list(trail["word"])
     # the correction moves the probability of a following word boundary between words: same words, other bits
-    assert (lead["surprisal_bits"] - trail["surprisal_bits"]).abs().max() > 1e-3
+    assert float((lead["surprisal_bits"] - trail["surprisal_bits"]).abs().max()) > 1e-3
     prov = read_provenance(tmp_path / "trail.csv")
     assert prov["extra"]["surprisal_config"]["whitespace"] == "trailing"
     assert read_provenance(tmp_path / "lead.csv")["extra"]["surprisal_config"]["whitespace"] == "leading"

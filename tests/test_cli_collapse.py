@@ -22,10 +22,10 @@ def test_collapse_readings_samples_and_factor(tiny_dirs, tiny_suites, tmp_path, 
     assert set(readings["method"]) == {"exact", "sampled"}
     assert (readings.loc[readings["method"] == "sampled", "n_samples"] == 2).all()
     eff = pd.read_csv(tmp_path / "w.efficacy.csv")
-    assert (eff["factor"] == 1.0).all()
+    assert bool((eff["factor"] == 1.0).all())
     # a factor of 1 counts an unchanged P(dispreferred) (the original's ratio of exactly 1) as a collapse;
     # the default factor of 2 does not
-    assert eff["collapsed"].all() and (eff["ratio"] == 1.0).all()
+    assert bool(eff["collapsed"].all()) and bool((eff["ratio"] == 1.0).all())
     assert read_provenance(out)["config"]["collapse_factor"] == 1.0
 
     none = tmp_path / "n.csv"
@@ -52,7 +52,7 @@ def test_compare_order_roi_subset_and_readings(tiny_model, tiny_dirs, tiny_suite
     assert main(base + ["--out", str(b), "--readings", "exact", "--collapse-factor", "1"]) == 0
     eff = pd.read_csv(tmp_path / "b.efficacy.csv")  # the sampled estimator is checked on `collapse`, which shares it
     assert set(eff["method"]) == {"exact"} and set(eff["construction"]) == {"NP/S", "NP/Z", "MV/RR"}
-    assert (eff["factor"] == 1.0).all() and eff["collapsed"].all()
+    assert bool((eff["factor"] == 1.0).all()) and bool(eff["collapsed"].all())
     assert list(pd.read_csv(tmp_path / "b.order.csv").query("primary")["roi"]) == [1]  # the default order ROI
 
     # the human effects come from --subset: another SAP subset has none of these constructions

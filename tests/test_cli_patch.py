@@ -29,7 +29,7 @@ def test_directions_methods_heads_and_rows_per_pass(tiny_dirs, tiny_suites, tmp_
     exact_b = db[db["method"] == "exact"]
     merged = da.merge(exact_b, on=KEY, suffixes=("_a", "_b"))
     assert len(merged) == len(da) > 0
-    assert (merged["raw_a"] - merged["raw_b"]).abs().max() < 1e-5
+    assert float((merged["raw_a"] - merged["raw_b"]).abs().max()) < 1e-5
 
 
 def test_metric_and_alternative(tiny_dirs, tiny_suites, tmp_path):

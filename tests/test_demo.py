@@ -63,7 +63,7 @@ def test_demo_on_default_model_quick(tmp_path, capsys):
     _check(out)
     eff = pd.read_csv(out / "effects.csv")
     assert set(eff["construction"]) == {"NP/Z", "NP/S"}
-    assert (eff[eff["roi"] == 0]["effect_bits"] > 0).all()
+    assert bool((eff[eff["roi"] == 0]["effect_bits"] > 0).all())
 
 
 def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsys):
