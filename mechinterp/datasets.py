@@ -13,8 +13,10 @@ citation and a README:
 ``naturalstories/``).
 
 Example:
-    >>> from mechinterp.datasets import sap_dir
-    >>> (sap_dir() / "stimuli" / "items_ClassicGP.csv").exists()
+    >>> import mechinterp as mi
+    >>> sorted(mi.datasets.DATASETS)
+    ['naturalstories', 'sap']
+    >>> (mi.datasets.sap_dir() / "stimuli" / "items_ClassicGP.csv").exists()
     True
 """
 

@@ -76,7 +76,10 @@ def garden_path_effects(words: pd.DataFrame, suite: Suite, rois: Sequence[int] =
         One row per item and ROI with the effect in bits.
 
     Example:
+        >>> import mechinterp as mi
+        >>> model, suite = mi.load_model("gemma3-270m"), mi.load_suite("npz").head(8)
         >>> effects = mi.garden_path_effects(mi.suite_surprisal(model, suite), suite)
+        >>> effects.groupby("roi")["effect_bits"].mean()
     """
     amb_name, unamb_name, region = _contrast(suite)
     rows = []

@@ -206,7 +206,10 @@ def sentence_surprisal(
         One row per sentence and word (``surprisal_bits``, ``entropy_bits``).
 
     Example:
-        >>> mi.sentence_surprisal(model, ["While the man hunted the deer ran into the woods."])
+        >>> import mechinterp as mi
+        >>> model = mi.load_model("gemma3-270m")
+        >>> words = mi.sentence_surprisal(model, ["While the man hunted the deer ran into the woods."])
+        >>> words[["word", "surprisal_bits"]]
     """
     tts = [tokenize_text(model.tokenizer, model.bos_token_id, t) for t in texts]
     scores = token_scores(model, tts, config)
@@ -228,7 +231,10 @@ def suite_surprisal(
         One row per item × condition × word (columns :data:`WORD_COLUMNS`).
 
     Example:
-        >>> words = mi.suite_surprisal(model, mi.load_suite("npz"))
+        >>> import mechinterp as mi
+        >>> model = mi.load_model("gemma3-270m")
+        >>> words = mi.suite_surprisal(model, mi.load_suite("npz").head(4))
+        >>> words.groupby(["item", "condition"])["surprisal_bits"].sum()
     """
     keys, tts = suite_sequences(model, suite)
     with progress(None, desc=f"surprisal {suite.name}", disable=not show_progress, total=len(tts)) as bar:  # pyright: ignore[reportGeneralTypeIssues]  # progress() returns a tqdm bar, which is a context manager

@@ -8,6 +8,7 @@ without position ids) weights, saved as a local Hugging Face directory and loade
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_suites(tmp_path_factory) -> dict[str, Path]:
+    """Small suite files for command-line tests (seconds on the tiny models): ``npz2`` and ``mvrr2``, the first
+    two items of the built-in suites, and ``classic3``, the first item of each construction of SAP ClassicGP
+    (three constructions, so the human comparison has a construction order)."""
+    from mechinterp.explore.demo import first_items
+    from mechinterp.stimuli import load_suite, write_syntaxgym
+
+    root = tmp_path_factory.mktemp("tiny-suites")
+    suites = {"npz2": load_suite("npz").head(2), "mvrr2": load_suite("mvrr").head(2),
+              "classic3": first_items(load_suite("sap:ClassicGP"), 1, per_construction=True)}
+    return {name: write_syntaxgym(suite, root / f"{name}.json") for name, suite in suites.items()}
+
+
+def refused(argv: list[str], capsys) -> str:
+    """Run the command line on ``argv``, check that it is refused with exit status 2 and one line on stderr (no
+    traceback), and return that line. Usage errors (argparse) and errors of the run both count."""
+    from mechinterp.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    progress = re.compile(r"\d+/\d+ \[[\d:<?]+")  # progress bars of the model loader are not part of the report
+    lines = [ln for ln in err.splitlines() if ln.strip() and not progress.search(ln)]
+    assert rc == 2, f"exit {rc} for {argv}: {err}"
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]

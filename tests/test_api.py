@@ -3,6 +3,9 @@ notebook entry points (patch_pair, callable metrics, fit_probe, Intervention.app
 
 from __future__ import annotations
 
+import ast
+import builtins
+import inspect
 import re
 import subprocess
 import sys
@@ -58,13 +61,118 @@ def test_import_is_lazy_and_lists_its_names():
         mi.no_such_name  # noqa: B018
 
 
-def test_every_public_name_has_a_docstring_with_an_example():
+# ---- docstrings of the public names --------------------------------------------------------------------------
+SECTION = re.compile(r"^(Args|Returns|Raises|Example|Examples|Yields|Note|Notes):\s*$")
+
+
+def _sections(doc: str) -> dict[str, str]:
+    """A Google-style docstring's sections (``Args``, ``Returns``, ``Example`` ...) by name, each as its text."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in inspect.cleandoc(doc).splitlines():
+        m = SECTION.match(line)
+        if m:
+            current = m.group(1)
+            out[current] = []
+        elif current is not None:
+            if line and not line[0].isspace():
+                current = None  # the section ended with a paragraph at the outer indent
+            else:
+                out[current].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def example_code(doc: str) -> str:
+    """The code of a docstring's ``Example:`` section (its ``>>>`` and ``...`` lines)."""
+    lines = [ln.strip() for ln in _sections(doc).get("Example", "").splitlines()]
+    return "\n".join(ln[4:] for ln in lines if ln.startswith((">>> ", "... ")) or ln in (">>>", "..."))
+
+
+def _public_parameters(obj) -> list[str]:
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []
+    return [p for p in sig.parameters if not p.startswith("_") and p != "self"]
+
+
+def _undefined_names(tree: ast.AST) -> set[str]:
+    """Names an example reads but never defines (by assignment, import, ``def``, argument or loop)."""
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - defined
+
+
+def _mi_attributes(tree: ast.AST) -> list[list[str]]:
+    """Every ``mi.A.B...`` chain an example reads, as ``["A", "B", ...]``."""
+    chains = []
+    for node in ast.walk(tree):
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.insert(0, node.attr)
+            node = node.value
+        if parts and isinstance(node, ast.Name) and node.id == "mi":
+            chains.append(parts)
+    return chains
+
+
+def test_every_public_name_has_args_returns_and_an_example():
+    """Google-style docstrings on every name of ``mi.__all__``: ``Args:`` where it takes arguments, ``Returns:``
+    for functions, and an ``Example:`` that is a self-contained snippet using ``import mechinterp as mi`` (it
+    parses, defines every name it uses, and every ``mi.`` name it reads exists)."""
+    problems = []
     for name in mi.__all__:
         obj = getattr(mi, name)
-        assert (obj.__doc__ or "").strip(), name
-    for name in ["load_model", "load_suite", "Suite", "patch", "patch_pair", "fit_probe", "fit_intervention",
-                 "reading_probabilities", "suite_surprisal", "sentence_surprisal", "garden_path_effects"]:
-        assert "Example:" in getattr(mi, name).__doc__, name
+        doc = obj.__doc__ or ""
+        sections = _sections(doc)
+        kind = "module" if inspect.ismodule(obj) else "class" if inspect.isclass(obj) else "function"
+        if kind != "module" and _public_parameters(obj) and not sections.get("Args", "").strip():
+            problems.append(f"{name}: no Args: section")
+        if kind == "function" and not sections.get("Returns", "").strip():
+            problems.append(f"{name}: no Returns: section")
+        code = example_code(doc)
+        if not code:
+            problems.append(f"{name}: no Example: section with >>> lines")
+            continue
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as exc:
+            problems.append(f"{name}: the example does not parse ({exc})")
+            continue
+        if "import mechinterp as mi" not in code:
+            problems.append(f"{name}: the example does not start from `import mechinterp as mi`")
+        if not any(chain[0] == name for chain in _mi_attributes(tree)):
+            problems.append(f"{name}: the example does not use mi.{name}")
+        if _undefined_names(tree):
+            problems.append(f"{name}: the example uses undefined names {sorted(_undefined_names(tree))}")
+        for chain in _mi_attributes(tree):
+            value: object = mi
+            for i, attr in enumerate(chain):
+                value = getattr(value, attr, None)
+                if value is None or (i == 0 and attr not in mi.__all__):
+                    problems.append(f"{name}: the example reads mi.{'.'.join(chain[: i + 1])}, which does not exist")
+                    break
+                if not (inspect.ismodule(value) or inspect.isclass(value)):
+                    break  # an attribute of a value (model.n_layers ...) is checked when the example runs
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_every_public_example_runs_on_the_default_model(gemma, tmp_path, monkeypatch):
+    """Each public name's example, run as it is written (on Gemma-3-270M, in a scratch directory)."""
+    monkeypatch.chdir(tmp_path)
+    for name in mi.__all__:
+        code = example_code(getattr(mi, name).__doc__)
+        exec(compile(code, f"<example of mi.{name}>", "exec"), {})
 
 
 # ---- patch_pair ------------------------------------------------------------------------------------------------

@@ -69,3 +69,21 @@ def test_convert_round_trip(capsys, tmp_path):
     assert [c.text for it in a.items for c in it.conditions] == [c.text for it in b.items for c in it.conditions]
     rc, _, err = run(capsys, "suite", "convert", "npz", str(tmp_path / "x.txt"))
     assert rc == 2 and "must end in" in err
+
+
+def test_convert_inline_puts_the_regions_in_one_column(capsys, tmp_path):
+    import pandas as pd
+
+    cols, inline = tmp_path / "cols.csv", tmp_path / "inline.csv"
+    assert run(capsys, "suite", "convert", "npz", str(cols))[0] == 0
+    assert run(capsys, "suite", "convert", "npz", str(inline), "--inline")[0] == 0
+    a, b = pd.read_csv(cols, keep_default_na=False), pd.read_csv(inline, keep_default_na=False)
+    assert "region_1" in a.columns and "regions" not in a.columns
+    assert "regions" in b.columns and not any(c.startswith("region_") for c in b.columns)
+    suite = load_suite("npz")
+    first = suite.items[0].conditions[0]
+    assert b["regions"].iloc[0].split("|")[0].strip() == first.regions[0].content
+    assert b["regions"].str.count(r"\|").eq(len(first.regions) - 1).all()
+    # both layouts read back as the same suite
+    assert [c.text for it in load_suite(inline).items for c in it.conditions] == \
+        [c.text for it in suite.items for c in it.conditions]

@@ -54,6 +54,18 @@ def test_data_command_lists_licences_and_sizes(capsys):
     out = capsys.readouterr().out
     assert "MIT" in out and "CC BY-NC-SA 4.0" in out and "MiB" in out
     assert "Huang" in out and "Futrell" in out
+    assert "README.md" not in out  # the file list only with --files
+
+
+def test_data_files_lists_every_file_of_each_data_set(capsys):
+    assert main(["data", "--files"]) == 0
+    out = capsys.readouterr().out
+    for ds in DATASETS.values():
+        files = ds.files()
+        assert files, ds.name
+        for f in files[:50]:
+            assert f"    {f.relative_to(ds.path)}  " in out, f
+    assert out.count("\n    ") == sum(len(ds.files()) for ds in DATASETS.values())
 
 
 # Everything a run reads, traced with an audit hook: suites (built-in and every SAP subset), the human effect

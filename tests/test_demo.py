@@ -7,6 +7,7 @@ from html import unescape
 import pandas as pd
 import pytest
 
+from conftest import refused
 from mechinterp.cli import main
 from mechinterp.provenance import read_provenance
 from mechinterp.reports.workbench import QUESTIONS
@@ -62,4 +63,31 @@ def test_demo_on_default_model_quick(tmp_path, capsys):
     _check(out)
     eff = pd.read_csv(out / "effects.csv")
     assert set(eff["construction"]) == {"NP/Z", "NP/S"}
-    assert (eff[eff["roi"] == 0]["effect_bits"] > 0).all()
+    assert bool((eff[eff["roi"] == 0]["effect_bits"] > 0).all())
+
+
+def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--model", str(tiny_dirs["llama"]), "--quick", "--items", "1", "--suite", str(tiny_suites["npz2"]),
+            "--focus", str(tiny_suites["mvrr2"]), "--compare-suite", str(tiny_suites["npz2"]), "--probe-layers", "1",
+            "--ns-stories", "1", "--ns-words", "20", "--out-dir", str(out)]
+    line = refused(argv + ["--probe-sentences", "5"], capsys)  # refused before any work, naming the limit
+    assert "--probe-sentences 5" in line and "10" in line and not out.exists()
+    assert main(argv + ["--probe-sentences", "10", "--n-boot", "20", "--seed", "3",
+                        "--intervention", "k3=truncate:k=3"]) == 0
+    # --focus: patching and probes on MV/RR (default NP/Z)
+    assert set(pd.read_parquet(out / "patch.parquet")["construction"]) == {"MV/RR"}
+    assert set(pd.read_parquet(out / "probe_readout.parquet")["construction"]) == {"MV/RR"}
+    # --compare-suite: collapse and comparison on its first item (default: SAP ClassicGP, three constructions)
+    col = pd.read_parquet(out / "collapse.parquet")
+    assert set(col["construction"]) == {"NP/Z"} and set(col["item"]) == {1}
+    assert read_provenance(out / "compare.csv")["suite"]["source"] == str(tiny_suites["npz2"])
+    # --intervention replaces the default clamp
+    assert set(pd.read_csv(out / "collapse.side_effects.csv")["intervention"]) == {"original", "k3"}
+    prov = read_provenance(out / "summary.csv")
+    assert prov["extra"]["intervention"] == "k3=truncate:k=3"
+    # --probe-sentences, --n-boot and --seed reach the stages' settings and provenance
+    probes = read_provenance(out / "probe_verdicts.csv")
+    settings = probes["extra"]["probe_settings"]
+    assert settings["n_per_class"] == 10 and settings["bootstrap"] == 100  # max(100, --n-boot); --quick's is 200
+    assert prov["config"]["n_boot"] == 20 and prov["seed"] == 3

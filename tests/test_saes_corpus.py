@@ -123,3 +123,47 @@ def test_prepare_from_local_deb_and_cache(tmp_path, monkeypatch):
     (path / "docs.jsonl").write_text("\n".join(lines[:2]) + "\n")
     with pytest.raises(C.CorpusError, match="truncated"):
         C.load_corpus(["wordnet"], fetch=False)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build a test package")
+def test_corpus_command_deb_dir_and_force(tmp_path, monkeypatch, capsys):
+    """`sae corpus --deb-dir` reads the .deb files there (no download); a prepared corpus is reused until --force."""
+    from mechinterp.cli import main
+
+    monkeypatch.setenv("MECHINTERP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(C.ENV_DEB_DIR, raising=False)
+    which = shutil.which
+    monkeypatch.setattr(C.shutil, "which", lambda name: None if name == "apt-get" else which(name))  # no download
+    debs = tmp_path / "debs"
+    debs.mkdir()
+
+    def build(version: str, lines: list[str]) -> None:
+        pkg = tmp_path / f"pkg-{version}"
+        wn = pkg / "usr" / "share" / "wordnet"
+        wn.mkdir(parents=True)
+        (wn / "data.noun").write_text("\n".join(lines) + "\n", encoding="latin-1")
+        for name in ("data.adj", "data.verb", "data.adv"):
+            (wn / name).write_text("")
+        (pkg / "DEBIAN").mkdir()
+        (pkg / "DEBIAN" / "control").write_text(f"Package: wordnet-base\nVersion: {version}\nArchitecture: all\n"
+                                                "Maintainer: t <t@t>\nDescription: test\n")
+        subprocess.run(["dpkg-deb", "--build", str(pkg), str(debs / f"wordnet-base_{version}_all.deb")], check=True,
+                       capture_output=True)
+
+    build("1", WORDNET_LINES[:2])
+    argv = ["sae", "corpus", "--sources", "wordnet", "--deb-dir", str(debs)]
+    assert main(argv) == 0
+    assert "corpus wordnet: 1 documents" in capsys.readouterr().out
+    manifest = json.loads((C.corpus_dir(["wordnet"]) / "manifest.json").read_text())
+    assert [p["file"] for p in manifest["debian_packages"]] == ["wordnet-base_1_all.deb"]
+    build("2", WORDNET_LINES[:3])  # a newer package with more glosses
+    assert main(argv) == 0  # prepared already: reused as it is
+    assert "corpus wordnet: 1 documents" in capsys.readouterr().out
+    assert main(argv + ["--force"]) == 0  # parsed again, from the newest .deb in --deb-dir
+    assert "corpus wordnet: 3 documents" in capsys.readouterr().out
+    manifest = json.loads((C.corpus_dir(["wordnet"]) / "manifest.json").read_text())
+    assert [p["file"] for p in manifest["debian_packages"]] == ["wordnet-base_2_all.deb"]
+    (debs / "wordnet-base_1_all.deb").unlink()
+    (debs / "wordnet-base_2_all.deb").unlink()
+    assert main(argv + ["--force"]) == 2  # --deb-dir is where the packages are looked for, not apt-get
+    assert f"no wordnet-base_*.deb in {debs}" in capsys.readouterr().err

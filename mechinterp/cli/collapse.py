@@ -17,19 +17,25 @@ SPEC_HELP = ("intervention spec, repeatable: [NAME=]KIND:key=value,... with KIND
              "parts; JSON or @file.json also work (see mechinterp.interventions.spec)")
 
 
+#: Defaults of the options that matter only where the interventions are run (``compare --collapsed`` reads the
+#: tables of a ``collapse`` run instead, so it refuses other values).
+RUN_DEFAULTS = {"ns_words": 150, "readings": "exact", "samples": 10, "collapse_factor": 2.0}
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intervention", action="append", default=[], metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--naturalstories", metavar="DIR", default="shipped",
                    help="Natural Stories directory (all_stories.tok, processed_wordinfo.tsv) for side effects and "
                         "the surprisal-to-ms link (default: the copy shipped with the package; 'none' to skip)")
-    p.add_argument("--ns-words", type=common.positive_int, default=150,
+    p.add_argument("--ns-words", type=common.positive_int, default=RUN_DEFAULTS["ns_words"],
                    help="side effects: first N words of each story (default 150, i.e. 1,500 words)")
     p.add_argument("--batch-size", type=common.positive_int, default=16)
-    p.add_argument("--readings", default="exact", choices=["exact", "sampled", "none"],
+    p.add_argument("--readings", default=RUN_DEFAULTS["readings"], choices=["exact", "sampled", "none"],
                    help="efficacy: reading probabilities before and after each intervention, exact (default), "
                         "exact and sampled (slow; --samples per item), or none")
-    p.add_argument("--samples", type=common.positive_int, default=10, help="samples per item and condition with --readings sampled")
-    p.add_argument("--collapse-factor", type=common.positive_float, default=2.0,
+    p.add_argument("--samples", type=common.positive_int, default=RUN_DEFAULTS["samples"],
+                   help="samples per item and condition with --readings sampled")
+    p.add_argument("--collapse-factor", type=common.positive_float, default=RUN_DEFAULTS["collapse_factor"],
                    help="an intervention collapsed the model if P(dispreferred reading) fell at least this many "
                         "times (default 2)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mechinterp.cli import common
-from mechinterp.cli.collapse import add_common, collapse_from_args
+from mechinterp.cli.collapse import RUN_DEFAULTS, add_common, collapse_from_args
 from mechinterp.compare.figures import write_compare_report
 from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
 from mechinterp.compare.likeness import compare
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Natural Stories stories to fit the link on, e.g. 1,2,3 (default: all 10)")
     p.add_argument("--report", metavar="HTML", help="also write an HTML report")
     p.add_argument("--n-boot", type=common.positive_int, default=2000)
-    p.add_argument("--order-roi", type=int, default=1, help="ROI at which the construction order is tested (default 1)")
+    p.add_argument("--order-roi", type=int, default=1, choices=[0, 1, 2],
+                   help="ROI (0, 1 or 2) at which the construction order is tested (default 1)")
     p.set_defaults(func=run)
 
 
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --naturalstories DIR or 'shipped' (to fit the surprisal-to-ms link) or --linking JSON")
     if args.collapsed and args.intervention:
         raise ConfigError("give either --collapsed tables or --intervention specs, not both")
+    given = [f"--{k.replace('_', '-')}" for k, v in RUN_DEFAULTS.items() if getattr(args, k) != v]
+    if args.collapsed and given:
+        raise ConfigError(f"{', '.join(given)} act where the interventions are run: with --collapsed tables, give "
+                          "them to `mechinterp collapse`, which wrote those tables")
     human = published_effects(args.subset)
     human_items = load_sap_effects(args.human, args.subset, "item")
     ceiling = noise_ceiling(args.human)
@@ -110,5 +115,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote report {report}")
     cols = ["intervention", "construction", "roi", "effect_bits", "predicted_ms", "human_ms", "ratio", "inside_human_interval"]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    print(cmp.order[cmp.order["primary"]].to_string(index=False))
+    if len(cmp.order):  # a suite of one construction has no construction order
+        print(cmp.order[cmp.order["primary"]].to_string(index=False))
     return 0

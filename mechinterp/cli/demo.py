@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from mechinterp.cli import common
 from mechinterp.compare.figures import effects_figure as compare_figure
@@ -159,6 +160,29 @@ def stage_patching(args: argparse.Namespace, model: Any, suite: Any, out: Path) 
     return {"table": df, "summary": summary}
 
 
+def probe_settings(args: argparse.Namespace) -> ProbeSettings:
+    """The probe stage's settings: ``--probe-sentences`` per reading, two folds, no controls or baselines.
+
+    Args:
+        args: The completed command line (:func:`settings`).
+
+    Returns:
+        The :class:`~mechinterp.probes.ProbeSettings`.
+
+    Raises:
+        ConfigError: ``--probe-sentences`` outside the range the probes accept, named with the limit.
+
+    Example:
+        >>> probe_settings(settings(parser.parse_args(["demo", "--quick"]))).n_per_class
+        20
+    """
+    try:
+        return ProbeSettings(n_per_class=args.probe_sentences, folds=2, control=False, random_directions=0,
+                             baselines=False, transfer=False, bootstrap=max(100, min(args.n_boot, 1000)))
+    except ValidationError as exc:
+        raise ConfigError(f"--probe-sentences {args.probe_sentences}: {exc.errors()[0]['msg']}") from None
+
+
 def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) -> dict[str, Any]:
     """Stage 3: reading probes on generated unambiguous sentences, read out on the suite's ambiguous word
     (``probe_verdicts.csv``, ``probe_metrics.csv``, ``probe_readout.parquet``).
@@ -176,8 +200,7 @@ def stage_probes(args: argparse.Namespace, model: Any, suite: Any, out: Path) ->
         >>> stage_probes(args, model, suite, Path("out/demo"))["result"].verdicts
     """
     layers = parse_layers(args.probe_layers, model.n_layers)
-    ps = ProbeSettings(n_per_class=args.probe_sentences, folds=2, control=False, random_directions=0,
-                       baselines=False, transfer=False, bootstrap=max(100, min(args.n_boot, 1000)))
+    ps = probe_settings(args)
     res = run_probes(model, suite, layers, settings=ps, seed=args.seed, backend=args.backend)
     prov = common.provenance("demo", args, model, [suite], stage="probes", layers=layers,
                              probe_settings=ps.model_dump())
@@ -300,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     if args.intervention:
         parse_spec(args.intervention)  # a bad spec fails before anything heavy
+    probe_settings(args)  # and so does a bad probe setting
     stories = _stories(args.ns_stories)
     focus = first_items(common.get_suite(args.focus), args.items)
     human_suite = first_items(common.get_suite(args.compare_suite), args.items, per_construction=True)

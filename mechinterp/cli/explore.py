@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.add_argument("--demo", metavar="DIR", default=None,
                    help="first write small demo results for --model into DIR (skipped if already there), then show them")
-    p.add_argument("--naturalstories", metavar="DIR", default="shipped",
+    p.add_argument("--naturalstories", metavar="DIR", default=NS_DEFAULT,
                    help="with --demo: Natural Stories directory, for a surprisal-to-ms link and the human comparison "
                         "(default: the copy shipped with the package; 'none' to skip)")
     p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 LOCAL = "127.0.0.1"
+NS_DEFAULT = "shipped"
 
 
 def is_local(address: str) -> bool:
@@ -96,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if not APP.exists():
         raise ConfigError(f"the explorer app {APP} is missing: it ships with the source checkout (pip install -e .)")
     get_spec(args.model)  # an unknown model is reported now, not in the browser
+    if args.naturalstories != NS_DEFAULT and not args.demo:
+        raise ConfigError(f"--naturalstories {args.naturalstories}: it is used only with --demo (to write the demo "
+                          "results); give --demo DIR too, or leave it out")
     if args.port is not None and not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a port number")
     allow = []

@@ -6,7 +6,9 @@ import argparse
 
 import pandas as pd
 
+from mechinterp.errors import ConfigError
 from mechinterp.models import REGISTRY, load_model
+from mechinterp.models.registry import get_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.rebuild:
+        if get_spec(args.rebuild).source == "hf-dir":  # an unknown name is refused here too
+            raise ConfigError(f"--rebuild {args.rebuild}: only registry models ({', '.join(sorted(REGISTRY))}) are "
+                              "converted from a GGUF; a local Hugging Face directory is read as it is")
         m = load_model(args.rebuild, rebuild=True)
         print(f"rebuilt {m.name} in {m.path} (weights sha256 {m.weights_sha256[:16]})")
         return 0

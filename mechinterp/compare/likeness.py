@@ -89,10 +89,42 @@ def compare(words: pd.DataFrame, suite: Suite, fit: LinkingFit, human: pd.DataFr
             human_items: pd.DataFrame | None = None, ceiling: pd.DataFrame | None = None,
             side_effects: pd.DataFrame | None = None, rois: Sequence[int] = (0, 1, 2), order_roi: int = 1,
             n_boot: int = 2000, seed: int = 0) -> Comparison:
-    """Run the human-likeness test. ``words``: per-word surprisal with an ``intervention`` column (from
-    :func:`mechinterp.interventions.collapse.run_collapse`); ``human``: construction-level human effects
-    (:func:`mechinterp.compare.humans.published_effects`); ``human_items``: by-item human effects
-    (:func:`mechinterp.compare.humans.load_sap_effects`); ``ceiling``: :func:`mechinterp.compare.humans.noise_ceiling`."""
+    """Run the human-likeness test (module docstring: what is computed).
+
+    Args:
+        words: Per-word surprisal (:func:`mechinterp.surprisal.suite_surprisal`), with an ``intervention`` column
+            when several runs are compared (:func:`mechinterp.interventions.collapse.run_collapse`); without
+            one, every row is the original model.
+        suite: The suite the words come from.
+        fit: The surprisal-to-ms link (:func:`mechinterp.compare.linking.fit_natural_stories`).
+        human: Construction-level human effects (:func:`mechinterp.compare.humans.published_effects`).
+        human_items: By-item human effects (:func:`mechinterp.compare.humans.load_sap_effects`), for the
+            item-level correlations; None to skip them.
+        ceiling: The noise ceiling (:func:`mechinterp.compare.humans.noise_ceiling`).
+        side_effects: The side-effect table of the collapse run, to flag interventions in the headline table.
+        rois: Regions of interest, in words from the disambiguating word.
+        order_roi: The ROI at which the construction order is the primary test.
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+
+    Returns:
+        A :class:`Comparison`: ``table()`` (predicted vs human ms per intervention, construction and ROI),
+        ``order``, ``items`` and ``correlations``.
+
+    Raises:
+        ConfigError: The human data have no effects for a construction of ``suite``.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> from mechinterp.compare.humans import (load_natural_stories, load_sap_effects, noise_ceiling,
+        ...                                        published_effects)
+        >>> from mechinterp.compare.linking import fit_natural_stories
+        >>> model, suite = mi.load_model("gemma3-270m"), mi.load_suite("sap:ClassicGP").head(6)
+        >>> fit, _ = fit_natural_stories(model, load_natural_stories().subset([1], 200))
+        >>> cmp = mi.compare_to_humans(mi.suite_surprisal(model, suite), suite, fit, published_effects("ClassicGP"),
+        ...                            load_sap_effects(None, "ClassicGP", "item"), noise_ceiling())
+        >>> cmp.table()[["construction", "roi", "predicted_ms", "human_ms"]]
+    """
     if "intervention" not in words.columns:
         words = words.assign(intervention=ORIGINAL)
     hum = human[human["source"] == "human"] if "source" in human.columns else human

@@ -79,7 +79,30 @@ def suite_activations(model: "Model", suites: Sequence["Suite"], sites: Sequence
                       n_words: int = 2, label: LabelKind = "condition", backend: "Backend" = "hf",
                       batch_size: int = 16) -> Labelled:
     """Activations at ``sites`` (their positions are ignored) of the tokens ``where`` selects in every
-    condition of ``suites``, labelled by condition."""
+    condition of ``suites``, labelled by condition.
+
+    Args:
+        model: The model.
+        suites: Suites whose conditions say whether they are ambiguous.
+        sites: Where to read (layer and component; the position comes from ``where``).
+        where: ``pre_disambiguator`` (the ``n_words`` words before the disambiguating region),
+            ``ambiguous_region`` or ``prefix`` (every token before the disambiguating region).
+        n_words: Words before the disambiguator, for ``pre_disambiguator``.
+        label: What labels a row: ``condition`` (``ambiguous`` / ``unambiguous``).
+        backend: The forward backend (same numbers on each).
+        batch_size: Sequences per forward pass.
+
+    Returns:
+        A :class:`Labelled`: ``x[site]`` (one row per selected token), ``labels`` and ``groups`` (the item each
+        row comes from, for grouped cross-validation).
+
+    Example:
+        >>> import mechinterp as mi
+        >>> model, site = mi.load_model("gemma3-270m"), mi.Site(6, "resid_post")
+        >>> acts = mi.suite_activations(model, [mi.load_suite("npz").head(4)], [site])
+        >>> acts.x[site].shape[0] == len(acts.labels), acts.classes
+        (True, ('ambiguous', 'unambiguous'))
+    """
     if label != "condition":
         raise ConfigError(f"unknown label kind {label!r}: suites give 'condition' labels")
     seqs, labels_seq, groups_seq, keep = [], [], [], []

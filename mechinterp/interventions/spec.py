@@ -366,6 +366,8 @@ def fit_intervention(model: "Model", spec: "InterventionSpec | str", suite: "Sui
         applies it (hooks removed on exit, also on error).
 
     Example:
+        >>> import mechinterp as mi
+        >>> model, suite = mi.load_model("gemma3-270m"), mi.load_suite("npz").head(8)
         >>> clamp = mi.fit_intervention(model, "clamp:layer=6,shift=1", suite)
         >>> with clamp.apply(model):
         ...     words = mi.suite_surprisal(model, suite)

@@ -71,7 +71,16 @@ WHICH: tuple[Which, ...] = get_args(Which)
 
 @dataclass(frozen=True)
 class TokenPos:
-    """A token index in the sequence (BOS = 0; negative counts from the end, -1 = last token)."""
+    """A token index in the sequence (BOS = 0; negative counts from the end, -1 = last token).
+
+    Args:
+        index: The token's index.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> str(mi.Site(3, "mlp_out", mi.TokenPos(-1)))
+        'mlp_out@3:token=-1'
+    """
 
     index: int
 
@@ -83,7 +92,18 @@ class TokenPos:
 @dataclass(frozen=True)
 class RegionPos:
     """Tokens of a region: by number, or by name / role (``ambiguous``, ``disambiguating``, ``cue``)
-    resolved with a Suite; ``which`` of its tokens (``mean`` averages them into one vector)."""
+    resolved with a Suite; ``which`` of its tokens (``mean`` averages them into one vector).
+
+    Args:
+        region: The region's number, its name in the suite's ``region_meta`` (``"np"``) or a role of the
+            suite's ambiguity annotation (``"ambiguous"``, ``"disambiguating"``, ``"cue"``).
+        which: ``"last"`` (default), ``"first"``, ``"all"`` of its tokens, or their ``"mean"``.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> mi.RegionPos("ambiguous", "mean").label
+        'ambiguous/mean'
+    """
 
     region: int | str
     which: Which = "last"
@@ -102,7 +122,21 @@ Position = TokenPos | RegionPos
 
 @dataclass(frozen=True)
 class Site:
-    """Where an activation lives: block ``layer``, ``component``, optional position and head."""
+    """Where an activation lives: block ``layer``, ``component``, optional position and head.
+
+    Args:
+        layer: The block, counted from 0.
+        component: ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out`` or ``head_out``
+            (module docstring: what each one is on each architecture).
+        position: A :class:`TokenPos` or :class:`RegionPos`; None for every token of the sequence.
+        head: The attention head (``head_out`` only).
+
+    Example:
+        >>> import mechinterp as mi
+        >>> site = mi.Site(1, "resid_post", mi.RegionPos("ambiguous", "last"))
+        >>> str(site)
+        'resid_post@1:region=ambiguous/last'
+    """
 
     layer: int
     component: Component
@@ -197,7 +231,25 @@ def parse_sites(
     spec: str, n_layers: int, n_heads: int | None = None, regions: Sequence[int | str] | None = None
 ) -> list[Site]:
     """Parse a site spec (grammar in the module docstring) into sites, in spec order
-    (component, layer, position, head). A bad part raises ConfigError naming it."""
+    (component, layer, position, head).
+
+    Args:
+        spec: The spec, e.g. ``"resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1"``.
+        n_layers: The model's layer count (for ``*``, ``every K`` and range checks).
+        n_heads: The model's head count (for ``head_out`` without ``:head=``, which means every head).
+        regions: The regions ``region=*`` expands to (for a suite: every region before the disambiguator).
+
+    Returns:
+        The sites.
+
+    Raises:
+        ConfigError: A bad part of the spec, named.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> [str(s) for s in mi.parse_sites("resid_post@0-1:region=ambiguous/last", n_layers=2)]
+        ['resid_post@0:region=ambiguous/last', 'resid_post@1:region=ambiguous/last']
+    """
     if not spec or not spec.strip():
         raise ConfigError("empty site spec: give e.g. 'resid_post@0-5:region=ambiguous/last'")
     sites: list[Site] = []

@@ -33,7 +33,27 @@ BACKENDS: tuple[Backend, ...] = ("hf", "transformer_lens", "nnsight")
 
 @dataclass(eq=False)
 class Model:
-    """One model, its tokenizer, and lazily built TransformerLens / nnsight views over the same weights."""
+    """One model, its tokenizer, and lazily built TransformerLens / nnsight views over the same weights.
+
+    Made by :func:`load_model`, not by hand. ``model.hf`` is the plain ``transformers`` model, ``model.tl`` a
+    TransformerLens ``TransformerBridge`` and ``model.nnsight`` an nnsight ``TransformersModel``, all three over
+    the very same torch modules (so a hook on a module acts whichever backend runs).
+
+    Args:
+        spec: The registry entry (or the spec of a local directory).
+        path: The Hugging Face directory the weights were loaded from.
+        hf: The ``transformers`` causal language model.
+        tokenizer: Its tokenizer.
+        weights_sha256: The sha256 of the weights, recorded in every result's provenance.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> model = mi.load_model("gemma3-270m")
+        >>> isinstance(model, mi.Model), model.n_layers, model.d_model
+        (True, 18, 640)
+        >>> model.identity()["weights_sha256"] == model.weights_sha256
+        True
+    """
 
     spec: ModelSpec
     path: Path
@@ -188,7 +208,10 @@ def load_model(
         A :class:`Model` (``model.hf``, ``model.tl``, ``model.nnsight`` over the same weights).
 
     Example:
+        >>> import mechinterp as mi
         >>> model = mi.load_model("gemma3-270m")
+        >>> model.name, model.n_layers
+        ('gemma3-270m', 18)
     """
     if cached and not rebuild:
         return _load_cached(str(name), device)

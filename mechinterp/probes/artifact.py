@@ -61,7 +61,31 @@ def site_from_dict(d: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class ProbeArtifact:
-    """A fitted linear reading probe at one site (see module docstring)."""
+    """A fitted linear reading probe at one site (see module docstring): made by :func:`mechinterp.probes.fit_probe`
+    or the probe pipeline, saved with :meth:`save` and read back with :meth:`load`.
+
+    Args:
+        coef: Weights on the standardised activations (``[d_model]``).
+        intercept: The logistic regression's intercept.
+        mean: The standardisation's mean (``[d_model]``).
+        scale: The standardisation's scale (``[d_model]``, positive).
+        site: Where the probe reads (:class:`~mechinterp.locate.sites.Site`).
+        construction: The construction it was trained for (``"NP/Z"`` ...).
+        readings: The two readings, class 1 (the one people prefer) first.
+        model: The model's identity record.
+        suite: The identity of the suite it was read out on, if any.
+        training: How it was trained (generator, seed, texts, labels, groups ...).
+        metrics: Held-out measures (``cv_accuracy`` ...).
+        settings: The probe settings.
+
+    Example:
+        >>> import mechinterp as mi, torch
+        >>> X = torch.randn(40, 8); y = (X[:, 0] > 0).long()
+        >>> probe = mi.fit_probe(X, y, folds=2)
+        >>> same = mi.ProbeArtifact.load(probe.save("probe_dir"))
+        >>> torch.allclose(same.predict_proba(X), probe.predict_proba(X))
+        True
+    """
 
     coef: Float[Tensor, "d"]
     intercept: float

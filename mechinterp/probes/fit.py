@@ -52,6 +52,8 @@ def fit_probe(X: Float[Tensor, "n d"] | np.ndarray, y: Sequence[Any], groups: Se
         ``ProbeArtifact.load``); ``metrics["cv_accuracy"]`` is the held-out accuracy.
 
     Example:
+        >>> import mechinterp as mi
+        >>> model, suite, site = mi.load_model("gemma3-270m"), mi.load_suite("npz").head(8), mi.Site(6, "resid_post")
         >>> acts = mi.suite_activations(model, [suite], [site])
         >>> probe = mi.fit_probe(acts.x[site], acts.labels, groups=acts.groups, site=site)
         >>> probe.predict_proba(acts.x[site])[:3]

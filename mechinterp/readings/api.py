@@ -33,7 +33,9 @@ def reading_probabilities(model: "Model", suite: "Suite", method: Method = "exac
         One row per item x condition x reading (:data:`~.exact.READING_COLUMNS`).
 
     Example:
-        >>> reading_probabilities(load_model("gemma3-270m"), load_suite("npz"), method="exact")
+        >>> import mechinterp as mi
+        >>> model, suite = mi.load_model("gemma3-270m"), mi.load_suite("npz").head(4)
+        >>> mi.reading_probabilities(model, suite, method="exact")
     """
     if method == "exact":
         return exact_readings(model, suite, intervention, **kwargs)

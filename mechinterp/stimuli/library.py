@@ -73,8 +73,11 @@ def load_suite(spec: str | Path | Suite) -> Suite:
         SuiteError: Unknown name or format, or a malformed file.
 
     Example:
-        >>> load_suite("sap:ClassicGP").name
+        >>> import mechinterp as mi
+        >>> mi.load_suite("sap:ClassicGP").name
         'items_ClassicGP'
+        >>> mi.load_suite("npz").constructions
+        ['NP/Z']
     """
     if isinstance(spec, Suite):
         return spec

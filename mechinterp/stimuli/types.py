@@ -203,11 +203,28 @@ class Suite(_Frozen):
     """A test suite: items, each with conditions split into regions, and the ambiguity annotation (frozen).
 
     Take subsets with :meth:`head` (the first ``n`` items) and :meth:`select` (constructions and/or item keys),
-    the two versions of an item with :meth:`pair`.
+    the two versions of an item with :meth:`pair`. Suites are read with :func:`mechinterp.stimuli.load_suite`
+    rather than built by hand.
+
+    Args:
+        name: The suite's name.
+        meta: SyntaxGym ``meta`` (``spacing`` among others).
+        region_meta: Region number -> region name.
+        predictions: SyntaxGym prediction formulas.
+        items: The items.
+        ambiguity: The ambiguity annotation (construction, readings, ambiguous / disambiguating / cue regions).
+        source: Where the suite was read from (not part of its hash).
 
     Example:
+        >>> import mechinterp as mi
         >>> suite = mi.load_suite("npz").head(8)
-        >>> suite.select(items=[1, 2]).items[0].conditions[0].text
+        >>> isinstance(suite, mi.Suite)
+        True
+        >>> ambiguous, unambiguous = suite.pair(suite.items[0])
+        >>> unambiguous.text
+        'While the man hunted, the deer ran into the thick woods.'
+        >>> len(suite.select(items=[1, 2]).items)
+        2
     """
 
     name: str

@@ -15,6 +15,15 @@ the :class:`MetricSpec` (``spec.target_ids``: the target's token ids). The named
 
 A metric with a ``bind(tokenizer)`` method (``logit_diff``, ``surprisal_of``) is bound to the model's tokenizer
 before use.
+
+Example:
+    >>> import mechinterp as mi
+    >>> model, suite = mi.load_model("gemma3-270m"), mi.load_suite("npz").head(2)
+    >>> site = "resid_pre@3:region=np/last"
+    >>> table = mi.patch(model, suite, site, metric=mi.metrics.logit_diff("ran", ","))
+    >>> def top_logprob(logprobs, spec):  # any callable: one number per row of the batch
+    ...     return logprobs[:, 0].max(dim=-1).values
+    >>> table = mi.patch(model, suite, site, metric=top_logprob)
 """
 
 from __future__ import annotations

@@ -65,7 +65,10 @@ def patch(model: "Model", suite: "Suite", sites: "str | Sequence[Site] | None" =
         at the clean run's.
 
     Example:
+        >>> import mechinterp as mi
+        >>> model = mi.load_model("gemma3-270m")
         >>> table = mi.patch(model, mi.load_suite("npz").head(4), "resid_pre@*:region=ambiguous/last")
+        >>> table.groupby(["direction", "layer"])["normalised"].mean()
     """
     if sites is None or isinstance(sites, str):
         sites = parse_sweep(sites, model, suite)
@@ -106,6 +109,8 @@ def patch_pair(model: "Model", clean: str, corrupt: str, sites: Sequence[Site], 
         ``clean_value`` and ``corrupt_value``, and ``normalised`` (0 = corrupt, 1 = clean).
 
     Example:
+        >>> import mechinterp as mi
+        >>> model = mi.load_model("gemma3-270m")
         >>> mi.patch_pair(model, "While the man hunted, the deer ran", "While the man hunted the deer ran",
         ...               [mi.Site(L, "resid_pre", mi.TokenPos(6)) for L in range(model.n_layers)])
     """
