@@ -186,17 +186,33 @@ def test_collapse_page_switches_an_intervention_on(app, tiny_model):
 
 
 def test_collapse_page_fits_on_readings(app, tiny_model):
-    """Choosing the generated sentences switches the targets to the readings and fits on them."""
+    """By default the page commits the model to the preferred reading (fit on the generated sentences) and shows
+    P(dispreferred) before and after; choosing the minimal pairs switches the targets to the conditions."""
     page(app, "collapse")
-    app.selectbox(key="iv_kind").set_value("clamp").run()
-    app.selectbox(key="iv_fit").set_value("readings").run()
+    assert app.selectbox(key="iv_kind").value == "clamp"
+    assert app.selectbox(key="iv_fit").value == "readings"
     assert app.selectbox(key="iv_target").options == ["preferred", "dispreferred"]
-    app.selectbox(key="iv_target").set_value("preferred").run()
+    assert app.selectbox(key="iv_target").value == "preferred"
+    suite = load_suite("npz")
+    item = suite.items[0]
+    before = compute.reading_shift(compute.item_readings(tiny_model, suite, item))
+    p_amb = before.loc[before["ambiguous"], "P(dispreferred)"].iloc[0]
+    label = f"P(dispreferred reading), {suite.ambiguity.ambiguous_condition}"
+    assert {m.label: m.value for m in app.metric}[label] == f"{p_amb:.3f}"  # off: the original model
     app.toggle(key="iv_on").set_value(True).run()
     no_errors(app)
     shown = " ".join(s.value for s in app.success)
     assert "target=preferred" in shown and "fit=readings" in shown
-    assert len(app.metric) == 3
+    assert len(app.metric) == 4  # the reading metric and the effect at ROIs 0-2
+    spec = next(s.value for s in app.success).split("`")[1]
+    from mechinterp.interventions.spec import fit_intervention
+
+    after = compute.reading_shift(compute.item_readings(tiny_model, suite, item),
+                                  compute.item_readings(tiny_model, suite, item, fit_intervention(tiny_model, spec, suite)))
+    row = after[after["ambiguous"]].iloc[0]
+    metric = next(m for m in app.metric if m.label == label)
+    assert metric.value == f"{row['P(dispreferred) after']:.3f}"
+    assert metric.delta == f"x{row['dispreferred factor']:.2f} vs original"
     app.toggle(key="iv_on").set_value(False).run()
     app.selectbox(key="iv_fit").set_value("pairs").run()
     assert app.selectbox(key="iv_target").value in ("unambiguous", "ambiguous")

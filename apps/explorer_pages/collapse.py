@@ -1,9 +1,14 @@
-"""Switch a collapse intervention on and watch the item's surprisal change: a clamp or erasure of the
-ambiguous-vs-unambiguous direction (fit on the built-in suite of the item's construction) or of the reading
-(fit on the probes' generated sentences), an SAE feature edit or context truncation, fitted once and cached."""
+"""Switch a collapse intervention on and watch which reading the model holds and the item's surprisal change.
+
+By default the intervention commits the model to the reading people prefer (the garden path): a clamp of the
+reading direction toward the preferred reading, fit on the probes' generated sentences. The other choices: an
+erasure (LEACE) of that direction, the ambiguous-vs-unambiguous direction of the built-in minimal pairs, an SAE
+feature edit, context truncation or any spec. Whether it worked is shown first: P(dispreferred reading) at the
+end of the ambiguous region before and after (the exact estimator), then the effect on the surprisal."""
 
 import streamlit as st
 
+from mechinterp.errors import MechinterpError
 from mechinterp.explore import compute, figures, ui
 from mechinterp.explore.results import read_kind
 
@@ -21,18 +26,54 @@ for k in CONTROLS:
     if k in saved and k not in st.session_state:
         st.session_state[k] = saved[k]
 
+
+
+def reading_table(sel):
+    """The item's reading probabilities under the original model, or None (with a note) when they cannot be
+    measured for this suite."""
+    try:
+        return ui.readings(sel)
+    except MechinterpError as exc:
+        st.caption(f"Reading probabilities are not available for this item: {exc}")
+        return None
+
+
+def show_readings(sel, before, spec):
+    """Which reading the model holds at the end of the ambiguous region, before and (with ``spec``) after."""
+    if before is None:
+        return
+    after = None
+    if spec is not None:
+        try:
+            after = ui.readings(sel, spec)
+        except MechinterpError as exc:
+            st.caption(f"Reading probabilities under this intervention are not available: {exc}")
+    shift = compute.reading_shift(before, after)
+    st.subheader("Which reading does the model hold?")
+    amb = shift[shift["ambiguous"]]
+    for _, row in amb.iterrows():
+        value = row["P(dispreferred) after"] if after is not None else row["P(dispreferred)"]
+        delta = None if after is None else f"x{row['dispreferred factor']:.2f} vs original"
+        st.metric(f"P(dispreferred reading), {row['condition']}", f"{value:.3f}", delta=delta, delta_color="inverse")
+    st.caption("P(reading) = the next-token mass of the construction's diagnostic continuations for that reading, "
+               "normalised over the two readings. A commit to the preferred reading should push P(dispreferred) "
+               "down; an intervention that leaves it where it was has not collapsed the model.")
+    with st.expander("Reading probabilities, every condition"):
+        st.dataframe(shift, hide_index=True)
+
+
 with ui.guard("intervention"):
     m = ui.model(sel)
     if st.session_state.get("iv_layer", 0) > m.n_layers - 1:  # kept from a model with more layers
         st.session_state.pop("iv_layer")
     # defaults through Session State only (a widget given both a default and a restored value warns)
-    for key, value in {"iv_kind": "clamp", "iv_fit": "pairs", "iv_layer": m.n_layers // 2, "iv_target": "unambiguous",
+    for key, value in {"iv_kind": "clamp", "iv_fit": "readings", "iv_layer": m.n_layers // 2, "iv_target": "preferred",
                        "iv_shift": 1.0, "iv_k": 3, "iv_where": "pre_disambiguator", "iv_on": False}.items():
         st.session_state.setdefault(key, value)
     c1, c2, c3 = st.columns(3)
     kind = c1.selectbox("Intervention", list(KINDS), key="iv_kind", format_func=lambda k: f"{k}: {KINDS[k]}")
     layer = shift = k = sae = custom = None
-    target, where, fit = "unambiguous", "pre_disambiguator", "pairs"
+    target, where, fit = "preferred", "pre_disambiguator", "readings"
     if kind in ("clamp", "leace", "sae"):
         fit = st.selectbox("Fit on", list(FITS), key="iv_fit", format_func=FITS.get,
                            help="minimal pairs: the built-in suite of the item's construction, labelled by condition "
@@ -69,10 +110,12 @@ with ui.guard("intervention"):
 
     original = ui.words(sel)
     base_eff = compute.item_effects(original, sel.suite, sel.item)
+    base_readings = reading_table(sel)
     if not on:
         st.session_state[ui.INTERVENTION] = None
         st.info("The intervention is off: the plot shows the original model. Switch it on to fit it (once) and "
                 "score the item with it.")
+        show_readings(sel, base_readings, None)
         st.plotly_chart(figures.words_figure(original, "surprisal_bits", "Surprisal (original model)",
                                              figures.region_roles(sel.suite)), key="orig_fig")
     else:
@@ -83,6 +126,7 @@ with ui.guard("intervention"):
         intervened = ui.words(sel, spec)
         st.session_state[ui.INTERVENTION] = spec
         st.success(f"Intervention on: `{spec}`")
+        show_readings(sel, base_readings, spec)
         diff = compute.compare_runs(original, intervened)
         if base_eff is not None and len(base_eff):
             new_eff = compute.item_effects(intervened, sel.suite, sel.item)

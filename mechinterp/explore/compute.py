@@ -3,6 +3,8 @@ from the workbench's public functions. Each returns a tidy table; the app caches
 
 * :func:`item_words`: per-word surprisal and entropy of the item's conditions (optionally under an
   intervention); :func:`item_effects`: its garden-path effect at ROIs 0-2.
+* :func:`item_readings`: which reading the model holds at the end of the item's ambiguous region (the exact
+  estimator), and :func:`reading_shift`: those probabilities before and after an intervention.
 * :func:`probe_curve`: saved reading probes applied to the item's ambiguous region, layer by layer.
 * :func:`item_patching`: an exact activation-patching sweep of the item (no heads, small by default).
 * :func:`sae_item_activations`: an SAE's feature activations at every token of the item's conditions.
@@ -29,6 +31,7 @@ from mechinterp.interventions.spec import build, parse_spec
 from mechinterp.locate.activations import collect, collect_rows
 from mechinterp.locate.patching import PatchConfig, parse_sweep, patch_suite
 from mechinterp.locate.sites import Site
+from mechinterp.readings.api import reading_probabilities
 from mechinterp.stimuli.constructions import canonical_construction
 from mechinterp.surprisal import suite_surprisal
 from mechinterp.tokenization import tokenize_condition
@@ -64,6 +67,28 @@ def item_effects(words: pd.DataFrame, suite: "Suite", item: "Item") -> pd.DataFr
     if not has_pair(suite, item):
         return None
     return garden_path_effects(words, one_item(suite, item), ROIS)
+
+
+def item_readings(model: "Model", suite: "Suite", item: "Item", intervention: Any = None) -> pd.DataFrame:
+    """P(each reading) of the item's conditions at the end of the ambiguous region (exact estimator: the mass of
+    the construction's diagnostic continuations), optionally under an intervention. ConfigError when the suite
+    has no ambiguity annotation or no continuation set for the item's construction."""
+    return reading_probabilities(model, one_item(suite, item), "exact", intervention)
+
+
+def reading_shift(before: pd.DataFrame, after: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per condition: P(preferred) and P(dispreferred) under the original model and, with ``after``,
+    under the intervention, and the factor by which P(dispreferred) changed."""
+    def table(df: pd.DataFrame) -> pd.DataFrame:
+        t = df.assign(which=np.where(df["preferred"], "preferred", "dispreferred"))
+        return t.pivot_table(index=["condition", "ambiguous"], columns="which", values="probability").reset_index()
+
+    out = table(before).rename(columns={"preferred": "P(preferred)", "dispreferred": "P(dispreferred)"})
+    if after is not None:
+        new = table(after).rename(columns={"preferred": "P(preferred) after", "dispreferred": "P(dispreferred) after"})
+        out = out.merge(new, on=["condition", "ambiguous"])
+        out["dispreferred factor"] = out["P(dispreferred) after"] / out["P(dispreferred)"].clip(lower=1e-12)
+    return out
 
 
 def region_table(suite: "Suite", item: "Item") -> pd.DataFrame:

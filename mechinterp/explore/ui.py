@@ -30,6 +30,7 @@ from mechinterp.explore import inputs, paths
 from mechinterp.explore.compute import (
     build_intervention,
     item_patching,
+    item_readings,
     item_words,
     sae_item_activations,
 )
@@ -324,6 +325,17 @@ def _words(model_name: str, skey: str, item_key: str, spec: str | None, _suite: 
 def words(sel: Selection, spec: str | None = None) -> Any:
     """Per-word surprisal of the selected item (under the intervention ``spec`` if given)."""
     return _words(sel.model_name, suite_key(sel), sel.item.key, spec, sel.suite, sel.item)
+
+
+@st.cache_data(show_spinner="Measuring which reading the model holds …", max_entries=64)
+def _readings(model_name: str, skey: str, item_key: str, spec: str | None, _suite: Any, _item: Any) -> Any:
+    iv = None if spec is None else _build_intervention(model_name, spec, skey, _suite)
+    return item_readings(_load_model(model_name), _suite, _item, iv)
+
+
+def readings(sel: Selection, spec: str | None = None) -> Any:
+    """Reading probabilities of the selected item (under the intervention ``spec`` if given)."""
+    return _readings(sel.model_name, suite_key(sel), sel.item.key, spec, sel.suite, sel.item)
 
 
 @st.cache_data(show_spinner="Patching every site of this item …", max_entries=16)

@@ -153,6 +153,48 @@ def _row_tokens(site: Site, seq: TokenizedText, suite: "Suite | None") -> list[i
     return resolve_positions(site.position, seq, suite)
 
 
+@dataclass(frozen=True)
+class _RowPlan:
+    """Where one position's rows are in a padded batch: gather ``act[batch_rows, token_cols]``; ``rows`` holds
+    each row's (sequence, token) (token ``-1`` for a ``mean`` row), ``seq`` each gathered token's sequence, and
+    for ``mean``, ``segment`` maps each gathered token to its output row."""
+
+    batch_rows: Tensor
+    token_cols: Tensor
+    seq: Tensor
+    rows: list[tuple[int, int]]
+    segment: Tensor | None
+
+
+def _row_plan(site: Site, batch: Any, ids: Sequence[int], chunk: Sequence[TokenizedText], suite: "Suite | None",
+              missing: Literal["raise", "skip"]) -> _RowPlan:
+    mean = isinstance(site.position, RegionPos) and site.position.which == "mean"
+    b_idx: list[int] = []
+    t_idx: list[int] = []
+    seq: list[int] = []
+    seg: list[int] = []
+    rows: list[tuple[int, int]] = []
+    for b, (j, s) in enumerate(zip(ids, chunk)):
+        try:
+            toks = _row_tokens(site, s, suite)
+        except RegionError:
+            if missing == "skip":
+                continue
+            raise
+        off = batch.offsets[b]
+        b_idx += [b] * len(toks)
+        t_idx += [off + t for t in toks]
+        if mean:
+            seg += [len(rows)] * len(toks)
+            seq.append(j)
+            rows.append((j, -1))
+        else:
+            seq += [j] * len(toks)
+            rows += [(j, t) for t in toks]
+    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return _RowPlan(as_long(b_idx), as_long(t_idx), as_long(seq), rows, as_long(seg) if mean else None)
+
+
 def collect_rows(
     model: "Model",
     seqs: Sequence[TokenizedText],
@@ -163,41 +205,49 @@ def collect_rows(
     missing: Literal["raise", "skip"] = "raise",
 ) -> Collected:
     """Like :func:`collect`, also returning which (sequence, token) each row came from. With
-    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it."""
+    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it.
+
+    Each site's rows of a batch are taken with one gather (sites at the same position share the index), and
+    each site's rows are put back in sequence order once, at the end."""
     if not sites:
         raise ConfigError("no sites to collect")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     # batches of similar length (less padding); results go back to sequence order
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    per_seq: dict[Site, dict[int, tuple[Tensor, list[tuple[int, int]]]]] = {s: {} for s in sites}
+    parts: dict[Site, list[Tensor]] = {s: [] for s in sites}
+    keys: dict[Site, list[Tensor]] = {s: [] for s in sites}
+    rows: dict[Site, list[tuple[int, int]]] = {s: [] for s in sites}
     for idx in batches(len(order), batch_size):
         ids = [order[k] for k in idx]
         chunk = [seqs[i] for i in ids]
         batch = pad_batch([s.input_ids for s in chunk], model.pad_token_id, "right", device=model.device)
         acts = read_batch(model, batch, [s.unpositioned for s in sites], backend)
+        plans: dict[Any, _RowPlan] = {}
         for site in sites:
+            if site.position not in plans:
+                plans[site.position] = _row_plan(site, batch, ids, chunk, suite, missing)
+            plan = plans[site.position]
             act = acts[site.unpositioned]
-            for b, (j, seq) in enumerate(zip(ids, chunk)):
-                try:
-                    toks = _row_tokens(site, seq, suite)
-                except RegionError:
-                    if missing == "skip":
-                        continue
-                    raise
-                off = batch.offsets[b]
-                x = act[b, [off + t for t in toks]]
-                if isinstance(site.position, RegionPos) and site.position.which == "mean":
-                    per_seq[site][j] = (x.mean(0, keepdim=True), [(j, -1)])
-                else:
-                    per_seq[site][j] = (x, [(j, t) for t in toks])
-    vals = {s: [per_seq[s][j][0] for j in sorted(per_seq[s])] for s in sites}
-    rows = {s: [r for j in sorted(per_seq[s]) for r in per_seq[s][j][1]] for s in sites}
+            x = act[plan.batch_rows.to(act.device), plan.token_cols.to(act.device)].float().cpu()
+            if plan.segment is not None:
+                n = len(plan.rows)
+                sums = torch.zeros(n, x.shape[-1]).index_add_(0, plan.segment, x)
+                x = sums / torch.bincount(plan.segment, minlength=n).clamp(min=1).unsqueeze(1).float()
+            parts[site].append(x)
+            keys[site].append(plan.seq)
+            rows[site] += plan.rows
     d = model.d_model
-    return Collected(
-        tensors={s: torch.cat(v).float().cpu() if v else torch.empty(0, d) for s, v in vals.items()},
-        rows={s: torch.tensor(r, dtype=torch.long).reshape(-1, 2) for s, r in rows.items()},
-    )
+    tensors: dict[Site, Tensor] = {}
+    out_rows: dict[Site, Tensor] = {}
+    for s in sites:
+        r = torch.tensor(rows[s], dtype=torch.long).reshape(-1, 2)
+        if not parts[s]:
+            tensors[s], out_rows[s] = torch.empty(0, d), r
+            continue
+        perm = torch.argsort(torch.cat(keys[s]), stable=True)  # sequence order; tokens stay in order
+        tensors[s], out_rows[s] = torch.cat(parts[s])[perm], r[perm]
+    return Collected(tensors=tensors, rows=out_rows)
 
 
 def collect(
