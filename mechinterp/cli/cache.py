@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     sites = parse_cache_sites(args.sites, model, suite)
     cfg = config_from_args(CacheConfig, args, CACHE_FIELDS, backend=args.backend)
     bar = progress(range(0), desc="shards", total=None)
