@@ -48,26 +48,61 @@ def write_table(df: pd.DataFrame, path: str | Path, prov: Provenance | None = No
     return path
 
 
+def provenance_problem(path: str | Path) -> str | None:
+    """Why the provenance file beside the result table ``path`` cannot be believed, in one line; None when it
+    matches the table, or when there is none (a table made elsewhere, which readers accept as it is).
+
+    A provenance file that records another table's sha256 (``table_sha256``: the table was edited or replaced
+    after it was written, or a run was killed between the two renames of :func:`write_table`) or that cannot be
+    read is a problem. The message names both files, never what they hold.
+    """
+    path = Path(path)
+    ppath = provenance_path(path)
+    if not ppath.exists():
+        return None
+    try:
+        record = json.loads(ppath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"the provenance {ppath.name} beside {path} is unreadable ({type(exc).__name__})"
+    if not isinstance(record, dict):
+        return f"the provenance {ppath.name} beside {path} is not a provenance record"
+    want = record.get("table_sha256")
+    if want is not None and want != sha256_file(path):
+        return (f"the provenance {ppath.name} does not describe {path}: the table's sha256 differs from the one it "
+                "records (the table was changed after it was written, or a run was interrupted)")
+    return None
+
+
 def check_provenance(path: str | Path) -> dict:
-    """The provenance of a result table, checked against the table: CacheError if it is missing or records
-    another table's sha256 (a run killed between writing the two)."""
+    """The provenance of a result table, checked against the table: CacheError if it is missing, unreadable or
+    records another table's sha256 (a run killed between writing the two, or a table edited since)."""
     path = Path(path)
     ppath = provenance_path(path)
     if not ppath.exists():
         raise CacheError(f"{path} has no provenance ({ppath.name}); rerun the command that wrote it")
-    try:
-        record = json.loads(ppath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"{ppath} is unreadable ({exc}); rerun the command that wrote {path.name}") from None
-    want = record.get("table_sha256") if isinstance(record, dict) else None
-    if want is not None and want != sha256_file(path):
-        raise CacheError(f"{ppath.name} does not describe {path} (sha256 differs: a run was interrupted); "
-                         "rerun the command that wrote it")
-    return record
+    problem = provenance_problem(path)
+    if problem is not None:
+        raise CacheError(f"{problem}; rerun the command that wrote it")
+    return json.loads(ppath.read_text(encoding="utf-8"))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a result table (CSV or Parquet by extension), refusing one whose provenance does not match it.
+
+    The rule every reader of result tables follows: a table with no ``<path>.provenance.json`` is a table made
+    elsewhere and is read as it is; a table with one must be the table that file describes (its recorded
+    sha256), else CacheError names both files and the fix (rerun the command that wrote it, or delete the
+    provenance file to use the table as one made elsewhere). The explorer, which only shows results, warns
+    instead of refusing (:func:`provenance_problem`).
+
+    Example:
+        >>> words = read_table("out/collapse/words.parquet")
+    """
     path = check_out_path(path)
     if not path.exists():
         raise ConfigError(f"result table {path} does not exist")
+    problem = provenance_problem(path)
+    if problem is not None:
+        raise CacheError(f"{problem}; rerun the command that wrote it, or delete {provenance_path(path).name} to "
+                         "use the table as one made elsewhere")
     return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from mechinterp.errors import RegionError
 
 if TYPE_CHECKING:
-    from mechinterp.stimuli.types import Condition
+    from mechinterp.stimuli.types import Condition, Suite
 
 
 @dataclass(frozen=True)
@@ -165,15 +165,58 @@ def context_length(model: Any) -> int | None:
     return value if isinstance(value, int) and 0 < value < 10**9 else None
 
 
+def _too_long(model: Any, condition: "Condition") -> tuple[TokenizedText, int | None]:
+    """The condition tokenized, and the model's context length if the condition is longer than it (else None)."""
+    tok = tokenize_text(model.tokenizer, model.bos_token_id, condition.text, condition.region_spans)
+    limit = context_length(model)
+    return tok, (limit if limit is not None and len(tok.input_ids) > limit else None)
+
+
 def tokenize_condition(model: Any, condition: "Condition") -> TokenizedText:
     """Tokenize one condition of an item with ``model``'s tokenizer and BOS token.
 
     Raises:
         RegionError: the sentence is longer than the model's context length (the limit is in the message).
+            Commands refuse such a suite before their first forward pass (:func:`check_context`).
     """
-    tok = tokenize_text(model.tokenizer, model.bos_token_id, condition.text, condition.region_spans)
-    limit = context_length(model)
-    if limit is not None and len(tok.input_ids) > limit:
+    tok, limit = _too_long(model, condition)
+    if limit is not None:
         raise RegionError(f"condition {condition.name!r} ({condition.text[:60]!r}...) is {len(tok.input_ids)} tokens "
                           f"long (with BOS), more than the model's context length of {limit} tokens: shorten it")
     return tok
+
+
+def check_context(model: Any, suites: Iterable["Suite"]) -> None:
+    """Refuse a suite that the model cannot read whole, before anything runs: every condition of every item is
+    tokenized as every stage tokenizes it (:func:`tokenize_condition`), and the first one longer than the
+    model's context length is named with its suite, item, condition, length and the limit (and how many
+    others are too long). Every command that runs a model over suites calls this once, when it loads the
+    model (``mechinterp.cli.common.get_model``; sweep and probe jobs in ``mechinterp.sweeps.execute``).
+
+    Args:
+        model: A loaded :class:`~mechinterp.models.Model` (its tokenizer, BOS token and config).
+        suites: The suites the command will run the model over.
+
+    Raises:
+        RegionError: a condition is longer than the model's context length (one line, with the limit).
+
+    Example:
+        >>> check_context(load_model("gemma3-270m"), [load_suite("npz")])  # silent: every sentence fits
+    """
+    if context_length(model) is None:
+        return
+    first, n_over = None, 0
+    for suite in suites:
+        for item in suite.items:
+            for condition in item.conditions:
+                tok, limit = _too_long(model, condition)
+                if limit is None:
+                    continue
+                n_over += 1
+                if first is None:
+                    first = (f"suite {suite.name!r} item {item.key} condition {condition.name!r} "
+                             f"({condition.text[:40]!r}...) is {len(tok.input_ids)} tokens long (with BOS), more than "
+                             f"the model's context length of {limit} tokens")
+    if first is not None:
+        others = f" ({n_over - 1} other condition{'s' if n_over != 2 else ''} too)" if n_over > 1 else ""
+        raise RegionError(f"{first}{others}: shorten or split the sentence, or drop the item; nothing was run")

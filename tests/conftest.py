@@ -24,7 +24,9 @@ SAP_DIR = sap_dir()
 NATURAL_STORIES = naturalstories_dir()
 
 
-def _tiny_dir(root: Path, arch: str) -> Path:
+def tiny_model_dir(root: Path, arch: str) -> Path:
+    """Write the tiny random ``arch`` model (``llama`` or ``gpt2``) as a Hugging Face directory under ``root``
+    (also used by ``scripts/hostile_inputs.py``)."""
     from transformers import (
         AutoTokenizer,
         GPT2Config,
@@ -57,7 +59,24 @@ def _tiny_dir(root: Path, arch: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
-    return {arch: _tiny_dir(root, arch) for arch in ("llama", "gpt2")}
+    return {arch: tiny_model_dir(root, arch) for arch in ("llama", "gpt2")}
+
+
+def short_context_dir(tiny: Path, root: Path, n_ctx: int) -> Path:
+    """A copy of the tiny Llama directory ``tiny`` (weights linked, not copied; rotary positions, so any length
+    loads) whose config says it reads at most ``n_ctx`` tokens, for the checks of sentences longer than a
+    model's context."""
+    import json
+
+    out = root / f"{tiny.name}-ctx{n_ctx}"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in tiny.iterdir():
+        if f.name != "config.json" and not (out / f.name).exists():
+            (out / f.name).symlink_to(f.resolve())
+    cfg = json.loads((tiny / "config.json").read_text())
+    cfg["max_position_embeddings"] = n_ctx
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return out
 
 
 @pytest.fixture(scope="session")

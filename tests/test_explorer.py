@@ -584,3 +584,20 @@ def test_query_parameters_outside_the_allowed_folders_are_refused(tiny_dirs, dem
     at.query_params[param] = str(secrets["csv"] if param == "suite" else secrets["model"])
     at.run()
     refused(at, "suite file" if param == "suite" else "model directory")
+
+
+def test_scan_leaves_out_a_table_its_provenance_does_not_describe(demo_results, tmp_path):
+    """The explorer never refuses a results folder: a table whose provenance records another sha256 is left out
+    of the pages (its model and suite cannot be believed) with one note on the Results page saying so."""
+    import shutil
+
+    shutil.copytree(demo_results, tmp_path / "r", symlinks=True)
+    before = scan(tmp_path / "r")
+    found = before.of_kind("item_effects")[0]
+    table, df = found.path, found.read()
+    df = pd.concat([df, df.tail(1)], ignore_index=True)  # one row more, same columns, provenance left as it was
+    df.to_csv(table, index=False) if table.suffix == ".csv" else df.to_parquet(table, index=False)
+    after = scan(tmp_path / "r")
+    assert table not in [t.path for t in after.tables] and len(after.tables) == len(before.tables) - 1
+    (note,) = [n for n in after.notes if str(table) in n]
+    assert "does not describe" in note and "Not used here" in note and "\n" not in note

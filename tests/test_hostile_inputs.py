@@ -1,21 +1,28 @@
-"""Hostile inputs: every malformed suite, CSV, TOML, site spec, intervention spec or option value is refused
-with exactly one line on stderr, a non-zero exit, no traceback, and the result already at ``--out`` intact.
+"""Hostile inputs: every malformed suite, spreadsheet, CSV, sweep TOML, site spec, intervention spec, option value
+or suite too long for the model is refused with exactly one line on stderr, a non-zero exit, no traceback, and
+the result already at ``--out`` intact (and no cache or sweep store started).
 
-The cases run in-process through ``mechinterp.cli.main`` (stderr captured), so the table stays fast; the
-concurrency and hash-seed checks at the end use real subprocesses (``sys.executable -m mechinterp.cli``).
+The hostile inputs are data at the top of this module: :func:`cli_cases` (every case as a command line),
+:func:`make_sandbox` (the files they name) and :func:`violations` (the contract). The tests run each case
+in-process through ``mechinterp.cli.main`` (stderr captured), so the table stays fast; ``scripts/hostile_inputs.py``
+runs the very same cases as real ``mechinterp`` processes and prints how many passed. The concurrency and
+lock checks at the end use real subprocesses (``sys.executable -m mechinterp.cli``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from conftest import short_context_dir
 from mechinterp.cli import main
 from mechinterp.locate.cache import ActivationCache
 
@@ -23,6 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SENTINEL = "sentinel result\n"
 PROGRESS = re.compile(r"\d+/\d+ \[[\d:<?]+")
+N_CTX = 18  # the short-context model's limit: the longest built-in MV/RR sentence (item 24) is 19 tokens with BOS
 GOOD_ITEM = {"item_number": 1, "conditions": [
     {"condition_name": "a", "regions": [{"region_number": 1, "content": "The horse"},
                                         {"region_number": 2, "content": "raced past the barn."}]}]}
@@ -80,6 +88,125 @@ BAD_SUITES: dict[str, tuple[str, bytes]] = {
     "unknown-suffix": ("s.txt", b"hello"),
 }
 
+# spreadsheets (one row per item and condition, regions as columns or inline '|'), with their sidecars
+BAD_SUITES.update({
+    "table-missing-condition": ("t.csv", b"item,region_1\n1,Hello.\n"),
+    "table-duplicate-row": ("t.csv", b"item,condition,region_1\n1,a,Hi.\n1,a,Bye.\n"),
+    "table-item-text": ("t.csv", b"item,condition,region_1\none,a,Hi.\n"),
+    "table-ambiguous-maybe": ("t.csv", b"item,condition,ambiguous,region_1\n1,a,maybe,Hi.\n"),
+    "table-ragged-inline": ("t.tsv", b"item\tcondition\tregions\n1\ta\tA | b | c\n1\tb\tA | b\n"),
+    "table-latin-1": ("t.csv", "item,condition,region_1\n1,a,caf\u00e9\n".encode("latin-1")),
+    "table-header-only": ("t.csv", b"item,condition,region_1\n"),
+    "table-sidecar-bad-json": ("t.csv", b"item,condition,region_1\n1,a,Hi.\n"),
+    "table-sidecar-bad-toml": ("t.csv", b"item,condition,region_1\n1,a,Hi.\n"),
+    "table-sidecar-unknown-region": ("t.csv", b"item,condition,a,b\n1,ambiguous,x,y\n"),
+    "table-sidecar-list": ("t.csv", b"item,condition,region_1\n1,a,Hi.\n"),
+})
+# case -> {suffix: bytes}: files written beside the suite file (``t.csv`` + ``.meta.json`` = ``t.csv.meta.json``)
+SIDECARS: dict[str, dict[str, bytes]] = {
+    "table-sidecar-bad-json": {".meta.json": b"{oops"},
+    "table-sidecar-bad-toml": {".meta.toml": b"name = \n"},
+    "table-sidecar-unknown-region": {".meta.json": json.dumps(
+        {"regions": ["a", "b"], "ambiguity": {"construction": "X", "disambiguating": "c"}}).encode()},
+    "table-sidecar-list": {".meta.json": b"[1, 2]"},
+}
+
+# name -> site spec, run as `cache --sites SPEC` on the tiny model and the MV/RR suite
+BAD_SITE_SPECS: dict[str, str] = {
+    "empty": "",
+    "no-layers": "resid_post",
+    "empty-layers": "resid_post@",
+    "no-component": "@0",
+    "open-range": "resid_post@0-",
+    "reversed-range": "resid_post@3-1",
+    "negative-layer": "resid_post@-1",
+    "huge-layer": "resid_post@99999999999999999999",
+    "fraction-layer": "resid_post@0.5",
+    "slash-layers": "resid_post@0/1",
+    "every-0": "resid_post@every 0",
+    "unknown-component": "bogus@0",
+    "trailing-comma": "resid_post@0,",
+    "empty-region": "resid_post@0:region=",
+    "token-text": "resid_post@0:token=abc",
+    "token-fraction": "resid_post@0:token=1.5",
+    "bad-choice": "resid_post@0:region=verb/sideways",
+    "head-99": "head_out@0:region=verb/last:head=99",
+    "head-on-resid": "resid_post@0:region=verb/last:head=1",
+    "unknown-part": "resid_post@0:region=verb/last:extra=1",
+    "region-0": "resid_post@0:region=0/last",
+}
+
+# name -> intervention spec, run as `collapse --intervention SPEC` on the tiny model and the MV/RR suite
+BAD_INTERVENTION_SPECS: dict[str, str] = {
+    "empty": "",
+    "unknown-kind": "unknown:x=1",
+    "json-string": '"clamp"',
+    "json-null": "null",
+    "negative-layer": "clamp:layer=-1",
+    "layer-text": "clamp:layer=x",
+    "layer-range-for-clamp": "clamp:layer=0-1",
+    "empty-layers": "leace:layers=",
+    "comma-layers": "leace:layers=0,1",
+    "truncate-negative": "truncate:k=-3",
+    "truncate-text": "truncate:k=abc",
+    "shift-text": "clamp:layer=0,shift=abc",
+    "unknown-where": "leace:layers=0,where=nowhere",
+    "unknown-conditions": "leace:layers=0,conditions=some",
+    "unknown-component": "leace:layers=0,component=bogus",
+    "sae-without-sae": "sae:remove=ambiguous",
+    "n-fit-0": "clamp:layer=0,n_fit=0",
+    "dangling-plus": "a=clamp:layer=0+",
+    "missing-file": "@{tmp}/missing-spec.json",
+    "file-is-directory": "@{tmp}/dir.json",
+    "file-latin-1": "@{tmp}/latin.json",
+    "layer-99": "clamp:layer=99",
+    "leace-layer-99": "leace:layers=99",
+    "sae-missing-directory": "sae:sae={tmp}/no-sae,remove=ambiguous",
+}
+
+SWEEP_HEAD = '[sweep]\nname = "hostile"\nstore = "{tmp}/store"\n'
+SWEEP_GRID = '[grid]\nmodels = ["{model}"]\nsuites = ["mvrr"]\n'
+SWEEP_SMALL = '[sites]\nlayers = [0]\n[probe]\nn_per_class = 10\nfolds = 2\ncontrol = false\ntransfer = false\n'
+GOOD_SWEEP = SWEEP_HEAD + SWEEP_GRID + SWEEP_SMALL
+# name -> sweep file text ({model}, {tmp} filled in), run as `sweep FILE.toml`; none may start a job or a store
+BAD_SWEEPS: dict[str, str] = {
+    "unknown-key": SWEEP_HEAD + "bogus = 1\n" + SWEEP_GRID,
+    "no-grid": SWEEP_HEAD,
+    "models-empty": SWEEP_HEAD + '[grid]\nmodels = []\nsuites = ["mvrr"]\n',
+    "seeds-text": SWEEP_HEAD + SWEEP_GRID + 'seeds = "many"\n',
+    "layers-every-0": SWEEP_HEAD + SWEEP_GRID + '[sites]\nlayers = "every 0"\n',
+    "layers-negative": SWEEP_HEAD + SWEEP_GRID + "[sites]\nlayers = [-1]\n",
+    "component-unknown": SWEEP_HEAD + SWEEP_GRID + '[sites]\ncomponents = ["bogus"]\n',
+    "batch-size-0": SWEEP_HEAD + "batch_size = 0\n" + SWEEP_GRID,
+    "executor-unknown": SWEEP_HEAD + 'executor = "slurm"\n' + SWEEP_GRID,
+    "probe-C-negative": SWEEP_HEAD + SWEEP_GRID + "[probe]\nC = -1\n",
+    "probe-unknown-setting": SWEEP_HEAD + SWEEP_GRID + "[probe]\nbogus = 1\n",
+    "name-with-slash": '[sweep]\nname = "../x"\nstore = "{tmp}/store"\n' + SWEEP_GRID,
+    "suite-malformed": SWEEP_HEAD + '[grid]\nmodels = ["{model}"]\nsuites = ["mvrr", "{tmp}/bad-suite.json"]\n'
+                       "seeds = [0, 1, 2]\n" + SWEEP_SMALL,
+    "suite-missing": SWEEP_HEAD + '[grid]\nmodels = ["{model}"]\nsuites = ["{tmp}/missing-suite.json"]\n',
+    "suite-unknown-name": SWEEP_HEAD + '[grid]\nmodels = ["{model}"]\nsuites = ["no-such-suite"]\n',
+    "model-unknown": SWEEP_HEAD + '[grid]\nmodels = ["no-such-model"]\nsuites = ["mvrr"]\n',
+    "store-is-file": '[sweep]\nname = "hostile"\nstore = "{out}"\n' + SWEEP_GRID,
+}
+
+# name -> command line of a command that runs the short-context model over MV/RR, whose item 24 is too long
+TOO_LONG: dict[str, list[str]] = {
+    "surprisal": ["surprisal", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
+    "effects": ["effects", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
+    "evaluate": ["evaluate", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
+    "cache": ["cache", "--model", "{short}", "--suite", "mvrr", "--out-dir", "{tmp}/cache", "--shard-size", "2",
+              "--sites", "resid_post@0:region=verb/last"],
+    "patch": ["patch", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--no-heads"],
+    "readings": ["readings", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
+    "collapse": ["collapse", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--naturalstories", "none"],
+    "compare": ["compare", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--linking", "{tmp}/link.json"],
+    "probe-train": ["probe", "train", "--model", "{short}", "--suite", "mvrr", "--out-dir", "{tmp}/probe",
+                    "--layers", "0"],
+    "sae-features": ["sae", "features", "--model", "{short}", "--suite", "mvrr", "--sae", "{tmp}/no-sae",
+                     "--out", "{out}"],
+}
+
 # name -> arguments after the command's own required ones; {model}, {out}, {tmp} are filled in
 BAD_OPTIONS: dict[str, list[str]] = {
     "effects-rois-99": ["effects", "--model", "{model}", "--suite", "mvrr", "--out", "{out}", "--rois", "99"],
@@ -114,7 +241,7 @@ BAD_OPTIONS: dict[str, list[str]] = {
                            "--sites", "@@@"],
     "cache-out-dir-file": ["cache", "--model", "{model}", "--suite", "mvrr", "--out-dir", "{out}",
                            "--sites", "resid_post@0:token=-1"],
-    "cache-shard-size-0": ["cache", "--suite", "mvrr", "--out-dir", "{tmp}/cache", "--sites", "resid_post@0",
+    "cache-shard-size-0": ["cache", "--model", "{model}", "--suite", "mvrr", "--out-dir", "{tmp}/cache", "--sites", "resid_post@0",
                            "--shard-size", "0"],
     "collapse-intervention-list-of-ints": ["collapse", "--model", "{model}", "--suite", "mvrr", "--out", "{out}",
                                            "--intervention", "[1,2]"],
@@ -133,60 +260,189 @@ BAD_OPTIONS: dict[str, list[str]] = {
     "probe-train-folds-0": ["probe", "train", "--suite", "mvrr", "--out-dir", "{tmp}/p", "--folds", "0"],
     "probe-train-C-0": ["probe", "train", "--suite", "mvrr", "--out-dir", "{tmp}/p", "--C", "0"],
     "sweep-store-file": ["sweep", "{tmp}/syntax.toml", "--store", "{out}"],
+    "sweep-ray-missing": ["sweep", "{tmp}/sweeps/good.toml", "--executor", "ray"],
     "unknown-command": ["no-such-command"],
     "unknown-option": ["effects", "--suite", "mvrr", "--out", "{out}", "--bogus"],
 }
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    out = tmp_path / "out.csv"
+
+# case -> modules that cannot be imported while it runs (the Ray executor without the Ray client)
+BLOCKED_IMPORTS: dict[str, tuple[str, ...]] = {"option:sweep-ray-missing": ("ray",)}
+
+
+def cli_cases() -> dict[str, list[str]]:
+    """Every hostile case as ``kind:name`` -> its command line, with ``{model}``, ``{short}``, ``{out}`` and
+    ``{tmp}`` to fill in (:func:`fill`) from :func:`make_sandbox`."""
+    cases: dict[str, list[str]] = {}
+    for name, (file, _) in BAD_SUITES.items():
+        cases[f"suite:{name}"] = ["effects", "--suite", f"{{tmp}}/suites/{name}/{file}", "--out", "{out}"]
+    for name, spec in BAD_SITE_SPECS.items():
+        cases[f"site:{name}"] = ["cache", "--model", "{model}", "--suite", "mvrr", "--out-dir", "{tmp}/cache",
+                                 "--sites", spec]
+    for name, spec in BAD_INTERVENTION_SPECS.items():
+        cases[f"intervention:{name}"] = ["collapse", "--model", "{model}", "--suite", "mvrr", "--out", "{out}",
+                                         "--naturalstories", "none", "--readings", "none", "--intervention", spec]
+    for name in BAD_SWEEPS:
+        cases[f"sweep:{name}"] = ["sweep", f"{{tmp}}/sweeps/{name}.toml"]
+    for name, argv in TOO_LONG.items():
+        cases[f"context:{name}"] = argv
+    for name, argv in BAD_OPTIONS.items():
+        cases[f"option:{name}"] = argv
+    return cases
+
+
+def make_sandbox(tmp: Path, model: str | Path, short: str | Path) -> dict[str, str]:
+    """Write under ``tmp`` every file the cases name (the sentinel ``out.csv``, the malformed suites and sweep
+    files, directories named like files) and return the values of the placeholders."""
+    tmp = Path(tmp)
+    out = tmp / "out.csv"
     out.write_text(SENTINEL)
-    (tmp_path / "dir.csv").mkdir()
-    (tmp_path / "dir.json").mkdir()
-    (tmp_path / "dir.toml").mkdir()
-    (tmp_path / "latin.toml").write_bytes("[sweep]\nname = 'caf\u00e9'\n".encode("latin-1"))
-    (tmp_path / "syntax.toml").write_text("[sweep\nname = \n")
-    return tmp_path, out
+    values = {"{model}": str(model), "{short}": str(short), "{out}": str(out), "{tmp}": str(tmp)}
+    for d in ("dir.csv", "dir.json", "dir.toml"):
+        (tmp / d).mkdir(exist_ok=True)
+    (tmp / "latin.toml").write_bytes("[sweep]\nname = 'caf\u00e9'\n".encode("latin-1"))
+    (tmp / "latin.json").write_bytes('{"kind": "caf\u00e9"}'.encode("latin-1"))
+    (tmp / "syntax.toml").write_text("[sweep\nname = \n")
+    (tmp / "bad-suite.json").write_text(_item(conditions="abc"))
+    for name, (file, data) in BAD_SUITES.items():
+        folder = tmp / "suites" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / file).write_bytes(data)
+        for suffix, side in SIDECARS.get(name, {}).items():
+            (folder / (file + suffix)).write_bytes(side)
+    (tmp / "sweeps").mkdir(exist_ok=True)
+    for name, text in {**BAD_SWEEPS, "good": GOOD_SWEEP}.items():
+        (tmp / "sweeps" / f"{name}.toml").write_text(fill([text], values)[0])
+    return values
 
 
-def refused(argv: list[str], capsys, out: Path) -> str:
-    """Run the CLI and check the hardening contract; returns the one stderr line."""
+def fill(argv: list[str], values: dict[str, str]) -> list[str]:
+    """``argv`` with the placeholders replaced by ``values``."""
+    out = []
+    for a in argv:
+        for key, value in values.items():
+            a = a.replace(key, value)
+        out.append(a)
+    return out
+
+
+def violations(rc: int | None, err: str, out: Path) -> list[str]:
+    """How a run of a hostile case broke the contract (empty: it kept it): a non-zero exit, exactly one line on
+    stderr (progress bars of the model loader aside) saying ``error:``, no traceback, the sentinel ``out``
+    unchanged, and no activation cache (``cache/``) or sweep store (``store/``) started beside it."""
+    lines = [ln for ln in err.splitlines() if ln.strip() and not PROGRESS.search(ln)]
+    problems = []
+    if rc in (0, None):
+        problems.append(f"exit status {rc}")
+    if "Traceback" in err:
+        problems.append("a traceback")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} lines on stderr")
+    elif "error:" not in lines[0]:
+        problems.append("no 'error:' on stderr")
+    if not out.is_file() or out.read_text() != SENTINEL:
+        problems.append("--out changed")
+    cache = out.parent / "cache"
+    if cache.exists() and any(p.name == "manifest.json" for p in cache.rglob("*")):
+        problems.append("a cache was written")
+    if (out.parent / "store").exists():
+        problems.append("a sweep store was started")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def short_ctx(tiny_dirs, tmp_path_factory) -> Path:
+    """The tiny Llama, configured to read at most N_CTX tokens."""
+    return short_context_dir(tiny_dirs["llama"], tmp_path_factory.mktemp("short-context"), N_CTX)
+
+
+@pytest.fixture
+def sandbox(tmp_path, tiny_dirs, short_ctx):
+    values = make_sandbox(tmp_path, tiny_dirs["llama"], short_ctx)
+    return tmp_path, Path(values["{out}"]), values
+
+
+def run_main(argv: list[str], capsys) -> tuple[int | None, str]:
     try:
         rc = main(argv)
     except SystemExit as exc:
-        rc = exc.code
-    err = capsys.readouterr().err
-    # progress bars of the model loader (carriage-return lines) are not part of the error report
-    lines = [ln for ln in err.splitlines() if ln.strip() and not PROGRESS.search(ln)]
-    assert rc not in (0, None), f"exit {rc} for {argv}"
-    assert "Traceback" not in err
-    assert len(lines) == 1, err
-    assert out.read_text() == SENTINEL
-    return lines[0]
+        rc = exc.code if isinstance(exc.code, int) or exc.code is None else 1
+    return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", sorted(BAD_SUITES))
-def test_malformed_suite_is_one_line(case, sandbox, capsys):
-    tmp, out = sandbox
-    name, data = BAD_SUITES[case]
-    path = tmp / name
-    path.write_bytes(data)
-    line = refused(["effects", "--suite", str(path), "--out", str(out)], capsys, out)
-    assert "error:" in line
+def refused(argv: list[str], capsys, out: Path) -> str:
+    """Run the CLI in-process and check the hardening contract; returns the one stderr line."""
+    rc, err = run_main(argv, capsys)
+    problems = violations(rc, err, out)
+    assert not problems, f"{argv}: {', '.join(problems)}\n{err}"
+    return next(ln for ln in err.splitlines() if ln.strip() and not PROGRESS.search(ln))
 
 
-@pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
-def test_bad_option_is_one_line(case, sandbox, capsys, tiny_dirs):
-    tmp, out = sandbox
-    fill = {"{model}": str(tiny_dirs["llama"]), "{out}": str(out), "{tmp}": str(tmp)}
-    argv = [fill.get(a, a).replace("{tmp}", str(tmp)) for a in BAD_OPTIONS[case]]
-    refused(argv, capsys, out)
-    assert not any(p.name == "manifest.json" for p in (tmp / "cache").rglob("*")) if (tmp / "cache").exists() else True
+def _no_forward(*args, **kwargs):
+    raise AssertionError("a forward pass ran before the suite was checked against the model's context length")
+
+
+CASES = cli_cases()
+
+
+def test_violations_names_each_breach_of_the_contract(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text(SENTINEL)
+    assert violations(2, "mechinterp x: error: bad\n", out) == []
+    assert violations(2, "Loading weights: 100%|##| 3/3 [00:00<00:00]\nmechinterp x: error: bad\n", out) == []
+    assert violations(0, "mechinterp x: error: bad\n", out) == ["exit status 0"]
+    assert "a traceback" in violations(1, "Traceback (most recent call last):\nValueError\n", out)
+    assert violations(2, "warning: slow\nmechinterp x: error: bad\n", out) == ["2 lines on stderr"]
+    assert violations(2, "something odd\n", out) == ["no 'error:' on stderr"]
+    (tmp_path / "store").mkdir()
+    (tmp_path / "cache" / "k").mkdir(parents=True)
+    (tmp_path / "cache" / "k" / "manifest.json").write_text("{}")
+    out.write_text("new result\n")
+    assert violations(2, "mechinterp x: error: bad\n", out) == [
+        "--out changed", "a cache was written", "a sweep store was started"]
+
+
+@pytest.mark.slow
+def test_script_runs_the_cases_through_the_command_line(tmp_path):
+    """scripts/hostile_inputs.py runs the cases above as real processes and counts them (one case here)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "hostile_inputs.py"
+    res = subprocess.run([sys.executable, str(script), "-k", "option:effects-rois-text"], capture_output=True,
+                         text=True, timeout=600, env=_cli_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 tried, 1 passed (non-zero exit, one line on stderr" in res.stdout
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_input_is_one_line(case, sandbox, capsys, monkeypatch):
+    tmp, out, values = sandbox
+    for name in BLOCKED_IMPORTS.get(case, ()):
+        monkeypatch.setitem(sys.modules, name, None)  # `import ray` raises ImportError
+    if case.startswith("context:"):  # refused before the first batch: no forward pass at all
+        from transformers import LlamaModel
+
+        monkeypatch.setattr(LlamaModel, "forward", _no_forward)
+    line = refused(fill(CASES[case], values), capsys, out)
+    if case.startswith("context:"):
+        assert f"context length of {N_CTX} tokens" in line and "item 24 condition 'unambiguous'" in line, line
+    if case == "sweep:suite-malformed":  # once, up front, naming the suite file and its problem
+        assert "bad-suite.json" in line and "conditions" in line and "no job was run" in line, line
+    if case == "option:sweep-ray-missing":
+        assert "Ray client" in line and "pip install" in line, line
+
+
+def test_suite_that_fits_runs_on_the_short_model(sandbox, capsys):
+    """The context check looks at the items a command runs: the first two MV/RR items fit the short model."""
+    tmp, out, values = sandbox
+    rc, err = run_main(fill(["patch", "--model", "{short}", "--suite", "mvrr", "--items", "2", "--no-heads",
+                             "--method", "exact", "--out", "{tmp}/p.csv", "--sweep", "resid_pre@0:region=verb/last"],
+                            values), capsys)
+    assert rc == 0, err
+    assert (tmp / "p.csv").exists()
 
 
 def test_error_names_item_and_field_once(sandbox, capsys):
-    tmp, out = sandbox
+    tmp, out, _ = sandbox
     path = tmp / "s.json"
     path.write_text(_item(item_number=1.5))
     line = refused(["effects", "--suite", str(path), "--out", str(out)], capsys, out)
@@ -218,12 +474,17 @@ def test_effects_items_out_written_after_summary(tiny_dirs, tmp_path, capsys, mo
     assert items.read_text() == SENTINEL
 
 
+def _cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+
+
 def test_concurrent_cache_runs_verify_clean(tiny_dirs, tmp_path):
-    """Two `mechinterp cache` processes into the same directory: both succeed and the cache verifies."""
+    """Two identical `mechinterp cache --verify` processes into the same directory at once: both succeed, both
+    verify every shard's sha256, and the cache verifies afterwards."""
     args = [sys.executable, "-m", "mechinterp.cli", "cache", "--model", str(tiny_dirs["llama"]), "--suite", "mvrr",
-            "--sites", "resid_post@0+1:region=verb/last", "--out-dir", str(tmp_path / "c"), "--shard-size", "4"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            "--sites", "resid_post@0+1:region=verb/last", "--out-dir", str(tmp_path / "c"), "--shard-size", "4",
+            "--verify"]
+    procs = [subprocess.Popen(args, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (_out, e) in zip(procs, results):
@@ -232,6 +493,45 @@ def test_concurrent_cache_runs_verify_clean(tiny_dirs, tmp_path):
     cache = ActivationCache.open(root)
     cache.verify()
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+HOLD_LOCK = """import fcntl, os, sys
+fh = open(sys.argv[1], "a+")
+fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+fh.seek(0); fh.truncate(); fh.write(f"{os.getpid()}\\n"); fh.flush()
+print("locked", flush=True)
+sys.stdin.read()  # hold the lock until the test closes stdin
+"""
+
+
+def test_second_cache_run_waits_for_the_lock_and_says_who_holds_it(tiny_dirs, tmp_path, capsys):
+    """While another process holds a cache's lock, `mechinterp cache` into the same cache prints one line naming
+    the holder's pid and waits (it does not fail, and does not write); when the lock is released it reuses the
+    cache and verifies it."""
+    argv = ["cache", "--model", str(tiny_dirs["llama"]), "--suite", "mvrr", "--sites", "resid_post@0:region=verb/last",
+            "--out-dir", str(tmp_path / "c")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (root,) = [p for p in (tmp_path / "c").iterdir() if p.is_dir()]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(root / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        second = subprocess.Popen([sys.executable, "-m", "mechinterp.cli", *argv, "--verify"], env=_cli_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(ln) for ln in second.stderr or []], daemon=True).start()
+        line = ""
+        while "waiting for the lock" not in line:
+            line = lines.get(timeout=240)
+        assert f"held by pid {holder.pid}" in line and str(root) in line, line
+        assert second.poll() is None  # still waiting
+    finally:
+        holder.communicate(timeout=30)  # closing its stdin releases the lock
+    out, _ = second.communicate(timeout=240)
+    assert second.returncode == 0
+    assert f"reused cache {root}" in out
+    ActivationCache.open(root).verify()
 
 
 def test_table_and_provenance_stay_a_pair(tmp_path, monkeypatch):
@@ -265,3 +565,32 @@ def test_table_and_provenance_stay_a_pair(tmp_path, monkeypatch):
     tables.write_table(pd.DataFrame({"a": [4]}), out, Provenance(command="four", config={}))
     assert not leftover.exists() and tables.check_provenance(out)["command"] == "four"
 
+
+
+def test_readers_refuse_a_table_its_provenance_does_not_describe(tiny_dirs, tmp_path, capsys):
+    """The rule for reading result tables (mechinterp.tables.read_table): a table with no provenance is read as
+    it is (made elsewhere); one whose provenance records another sha256, or cannot be read, is refused in one
+    line that names both files and the fix."""
+    import pandas as pd
+
+    from mechinterp.errors import CacheError
+    from mechinterp.provenance import Provenance, provenance_path
+    from mechinterp.tables import provenance_problem, read_table, write_table
+
+    words = tmp_path / "words.csv"
+    write_table(pd.DataFrame({"intervention": ["original"], "item": [1]}), words, Provenance(command="collapse", config={}))
+    assert provenance_problem(words) is None and len(read_table(words)) == 1
+    words.write_text("intervention,item\noriginal,2\n")  # edited after it was written
+    assert "does not describe" in (provenance_problem(words) or "")
+    with pytest.raises(CacheError, match="delete words.csv.provenance.json"):
+        read_table(words)
+    out = tmp_path / "out.csv"
+    out.write_text(SENTINEL)
+    line = refused(["compare", "--model", str(tiny_dirs["llama"]), "--suite", "mvrr", "--out", str(out),
+                    "--collapsed", str(words), "--linking", str(tmp_path / "link.json")], capsys, out)
+    assert "words.csv.provenance.json does not describe" in line and str(words) in line
+    provenance_path(words).write_bytes(b"\xff{")  # unreadable: refused too, its bytes never quoted
+    with pytest.raises(CacheError, match="unreadable"):
+        read_table(words)
+    provenance_path(words).unlink()  # now a table made elsewhere: read as it is
+    assert provenance_problem(words) is None and read_table(words)["item"].tolist() == [2]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import mechinterp.tokenization as tokenization
 from mechinterp.errors import RegionError
 from mechinterp.stimuli import load_suite
-from mechinterp.tokenization import tokenize_condition, tokenize_text
+from mechinterp.tokenization import check_context, context_length, tokenize_condition, tokenize_text
 
 
 def test_bos_and_word_spans(tiny_model):
@@ -103,3 +104,25 @@ def test_long_sentence_is_fast_and_refused_beyond_context(tiny_model):
     cond = Condition(name="long", regions=(Region(number=1, content=text),))
     with pytest.raises(RegionError, match=r"context length of \d+ tokens"):
         tokenize_condition(tiny_model, cond)
+
+
+def test_check_context_names_the_first_condition_too_long(tiny_model, monkeypatch):
+    """The suite-level check every command makes before its first forward pass: silent when every condition
+    fits, else one error with the suite, item, condition, length and limit, and how many others are too long."""
+    mvrr, npz = load_suite("mvrr"), load_suite("npz")
+    lengths = {(it.key, c.name): len(tokenize_condition(tiny_model, c)) for it in mvrr.items for c in it.conditions}
+    longest = max(lengths.values())
+    check_context(tiny_model, [mvrr, npz])  # everything fits the default context
+    monkeypatch.setattr(tiny_model.hf.config, "max_position_embeddings", longest - 1)
+    assert context_length(tiny_model) == longest - 1
+    over = [k for k, n in lengths.items() if n == longest]
+    with pytest.raises(RegionError) as exc:
+        check_context(tiny_model, [mvrr.head(1), mvrr])
+    msg = str(exc.value)
+    item, cond = over[0]
+    assert f"suite 'mvrr' item {item} condition '{cond}'" in msg and f"{longest} tokens long" in msg
+    assert f"context length of {longest - 1} tokens" in msg and "\n" not in msg
+    assert (f"({len(over) - 1} other" in msg) == (len(over) > 1)
+    check_context(tiny_model, [mvrr.head(1)])  # the first item alone fits
+    monkeypatch.setattr(tokenization, "context_length", lambda model: None)
+    check_context(tiny_model, [mvrr])  # a model that does not say its limit: nothing is refused

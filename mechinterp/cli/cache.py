@@ -16,13 +16,20 @@ CACHE_HELPS = {"batch_size": "sequences per forward pass", "shard_size": "sequen
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="cache activations at sites over a suite (sharded safetensors, resumable)")
+    p = sub.add_parser(
+        "cache", help="cache activations at sites over a suite (sharded safetensors, resumable)",
+        description="Cache activations at typed sites over a suite into OUT_DIR/<content key>/ (sharded safetensors "
+                    "and a manifest). Interrupted runs resume. Concurrent runs into the same cache are serialised "
+                    "by a lock file: the second waits, printing 'waiting for the lock on DIR held by pid N', then "
+                    "reuses (or resumes) what the first wrote, so both end with the same verified cache.",
+    )
     common.add_model(p)
     common.add_suite(p)
     p.add_argument("--sites", required=True,
                    help="site spec, e.g. 'resid_post@0-17:region=ambiguous/last,mlp_out@3:token=-1' "
                         "(region=* = every region; see mechinterp.locate.sites)")
-    common.add_out_dir(p, help_="cache root directory; the cache goes in OUT_DIR/<content key>/")
+    common.add_out_dir(p, help_="cache root directory; the cache goes in OUT_DIR/<content key>/ (a second run into "
+                                "the same cache waits for the first, see above)")
     add_config_options(p, CacheConfig, CACHE_FIELDS, helps=CACHE_HELPS)
     p.add_argument("--verify", action="store_true", help="check every shard's sha256 after building or reusing")
     p.set_defaults(func=run)
@@ -30,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     sites = parse_cache_sites(args.sites, model, suite)
     cfg = config_from_args(CacheConfig, args, CACHE_FIELDS, backend=args.backend)
     bar = progress(range(0), desc="shards", total=None)

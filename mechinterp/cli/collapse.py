@@ -81,7 +81,7 @@ def write_efficacy(res, out: Path, prov) -> None:
 def run(args: argparse.Namespace) -> int:
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     specs, res = collapse_from_args(args, model, suite)
     prov = common.provenance("collapse", args, model, [suite], interventions=res.descriptions,

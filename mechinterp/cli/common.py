@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
 from mechinterp.tables import check_out_path, write_table
+from mechinterp.tokenization import check_context
 
 
 def add_model(p: argparse.ArgumentParser, backend: bool = True) -> None:
@@ -112,8 +113,19 @@ def out_path(args: argparse.Namespace) -> Path:
     return check_out_path(args.out)
 
 
-def get_model(args: argparse.Namespace) -> Model:
-    return load_model(args.model)
+def get_model(args: argparse.Namespace, suites: Sequence[Suite]) -> Model:
+    """Load ``--model`` for a run over ``suites`` and refuse, before any forward pass, a suite with a sentence
+    longer than the model's context length (:func:`mechinterp.tokenization.check_context`). Every command
+    loads its model here, so every command makes that check, once; give ``[]`` for a command that runs the
+    model over no suite.
+
+    Args:
+        args: The parsed command line (``--model``).
+        suites: Every suite the command will run the model over.
+    """
+    model = load_model(args.model)
+    check_context(model, suites)
+    return model
 
 
 def get_suite(spec: str) -> Suite:

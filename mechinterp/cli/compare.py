@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     human_items = load_sap_effects(args.human, args.subset, "item")
     ceiling = noise_ceiling(args.human)
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     descriptions = {}
     efficacy = None

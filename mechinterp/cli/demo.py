@@ -325,9 +325,10 @@ def run(args: argparse.Namespace) -> int:
         parse_spec(args.intervention)  # a bad spec fails before anything heavy
     probe_settings(args)  # and so does a bad probe setting
     stories = _stories(args.ns_stories)
+    effect_suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     focus = first_items(common.get_suite(args.focus), args.items)
     human_suite = first_items(common.get_suite(args.compare_suite), args.items, per_construction=True)
-    model = common.get_model(args)
+    model = common.get_model(args, [*effect_suites, focus, human_suite])
     common.seed_everything(args.seed)
     corpus = load_natural_stories().subset(stories)
     cons = focus.constructions[0]

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rois must be comma-separated whole numbers, got {args.rois!r}") from exc
     suite = common.get_suite(args.suite)
     check_rois(suite, rois)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     words = suite_surprisal(model, suite, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
     items = garden_path_effects(words, suite, rois)

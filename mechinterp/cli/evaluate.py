@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     words = suite_surprisal(model, suite, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
     res = evaluate_predictions(region_surprisal(words), suite)
     acc = float(res["passed"].mean())

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report and not args.report.endswith((".html", ".htm")):
         raise ConfigError(f"--report {args.report}: use an .html file name")
     suites = [common.get_suite(s) for s in args.suite]
-    model = common.get_model(args)
+    model = common.get_model(args, [s.head(args.items) for s in suites])  # the items it will run
     common.seed_everything(args.seed)
     directions = ("clean_to_corrupt", "corrupt_to_clean") if args.direction == "both" else (args.direction,)
     cfg = config_from_args(PatchConfig, args, PATCH_FIELDS, directions=directions)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
 from pydantic import ValidationError
 
 from mechinterp.cli import common
@@ -26,6 +25,7 @@ from mechinterp.sweeps.execute import execute_job
 from mechinterp.sweeps.jobs import JobSpec
 from mechinterp.sweeps.runner import collect
 from mechinterp.sweeps.store import ResultsStore
+from mechinterp.tables import read_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"wrote {len(res.artifacts)} probes and tables {', '.join(sorted(tables))} to {st.root}")
     best = st.root / "best_sites.parquet"
     if best.exists():
-        df = pd.read_parquet(best)
+        df = read_table(best)
         cols = [c for c in ("model", "construction", "layer", "accuracy", "selectivity", "verdict") if c in df]
         print(df[cols].to_string(index=False))
     return 0

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out = common.out_path(args)
     sets = load_continuations(args.continuations)
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     frames, samples = [], []
     if args.method in ("exact", "both"):

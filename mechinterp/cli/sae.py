@@ -164,7 +164,7 @@ def run_train(args: argparse.Namespace) -> int:
     config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=0, component=args.component)
     common.seed_everything(args.seed)
     corpus = load_corpus(args.sources)
-    model = common.get_model(args)
+    model = common.get_model(args, [])  # trained on a text corpus, not a suite
     layer = one_layer(args.layer, model.n_layers, "--layer")
     cfg = config_from_args(TrainConfig, args, TRAIN_FIELDS, TRAIN_NAMES, layer=layer, component=args.component)
     res = train_sae(model, corpus, cfg, args.out_dir, n_ce_docs=args.n_ce_docs)
@@ -211,7 +211,7 @@ def run_features(args: argparse.Namespace) -> int:
                         attribution=not args.no_attribution, ablate_top=args.ablate_top,
                         batch_size=args.batch_size, seed=args.seed)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
-    model = common.get_model(args)
+    model = common.get_model(args, suites)
     layer = one_layer(args.layer, model.n_layers, "--layer") if args.layer is not None else None
     sae = load_sae(args.sae, layer=layer, component=args.component)
     common.seed_everything(args.seed)
@@ -247,7 +247,7 @@ def run_card(args: argparse.Namespace) -> int:
         raise ConfigError(f"--report {args.report}: use an .html file name")
     sae = load_sae(args.sae)
     suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
-    model = common.get_model(args)
+    model = common.get_model(args, suites)
     cfg = config_from_args(CardConfig, args, CARD_FIELDS)
     scan = stimulus_activations(model, sae, suites)  # shared by all cards
     blocks = []

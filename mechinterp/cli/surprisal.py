@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = common.out_path(args)
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     cfg = config_from_args(SurprisalConfig, args, SURPRISAL_FIELDS, backend=args.backend)
     df = suite_surprisal(model, suite, cfg)

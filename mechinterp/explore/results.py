@@ -4,7 +4,8 @@
 and sorts what it finds by what it is, from the files themselves, never from their names:
 
 * result tables (``.csv`` / ``.parquet``), classified by their columns (:data:`TABLE_KINDS`), with the
-  model and suites of their provenance JSON when there is one;
+  model and suites of their provenance JSON when there is one (a table whose provenance does not match it,
+  see :func:`mechinterp.tables.provenance_problem`, is left out with a note that says so);
 * sweep results stores (:class:`mechinterp.sweeps.ResultsStore`: ``jobs/<id>/job.json``) and the probe
   artifacts in them;
 * SAE directories (SAE-Lens layout: ``cfg.json`` + ``sae_weights.safetensors``);
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mechinterp.errors import ConfigError
+from mechinterp.tables import provenance_problem
 
 #: kind -> columns a table must have (checked in order; the first match wins).
 TABLE_KINDS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -250,6 +252,10 @@ def scan(root: str | Path, max_depth: int = MAX_DEPTH, max_files: int = MAX_FILE
                 continue
             low = f.lower()
             if low.endswith((".csv", ".parquet", ".pq")):
+                problem = provenance_problem(p)
+                if problem is not None:  # shown, never used: its model and suite cannot be believed
+                    notes.append(f"{problem}. Not used here; rerun the command that wrote it.")
+                    continue
                 t = _table(p)
                 if t is not None:
                     tables.append(t)

@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -291,18 +292,43 @@ def build_cache(
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``root/.lock`` (one build per cache directory at a time; a second run waits
-    for the first and then reuses what it wrote). The lock goes with the process, also when it is killed."""
+    """Hold an exclusive lock on ``root/.lock``: one build per cache directory at a time. A second run into the
+    same cache waits for the first, saying so once on stderr (``waiting for the lock on ROOT held by pid N``),
+    and then reuses or resumes what the first wrote. The holder writes its pid into the lock file; the lock goes
+    with the process, also when it is killed."""
     with open(root / LOCK, "a+") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.warning("another run is building the cache %s; waiting for it to finish", root)
+            log.warning("waiting for the lock on %s held by %s (another run building the same cache); this run "
+                        "then reuses or resumes what it wrote", root, lock_holder(root))
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def lock_holder(root: str | Path) -> str:
+    """Who holds (or last held) the build lock of the cache directory ``root``: ``pid N``, or ``another
+    process`` when the lock file names no running process."""
+    try:
+        text = (Path(root) / LOCK).read_text().strip()
+    except OSError:
+        text = ""
+    if text.isdigit():
+        try:
+            os.kill(int(text), 0)
+        except ProcessLookupError:
+            return "another process"
+        except PermissionError:  # another user's process
+            pass
+        return f"pid {text}"
+    return "another process"
 
 
 def write_canonical_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> str:

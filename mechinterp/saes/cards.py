@@ -27,6 +27,7 @@ from mechinterp.saes.corpus import DEFAULT_SOURCES, load_corpus
 from mechinterp.saes.examples import EXAMPLES_FILE, context, top_examples
 from mechinterp.saes.load import LoadedSAE
 from mechinterp.stimuli.types import Suite
+from mechinterp.tables import read_table
 from mechinterp.tokenization import TokenizedText, tokenize_condition, tokenize_text
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _training_contexts(model: Any, sae: LoadedSAE, feature: int, cfg: CardConfig
     ex = None
     stored = sae.path / EXAMPLES_FILE if sae.path else None
     if stored is not None and stored.exists() and (sae.training.get("corpus") or {}).get("sha256") == corpus.sha256:
-        ex = pd.read_parquet(stored)
+        ex = read_table(stored)
         where = "training text (stored top examples)"
     if ex is None:
         rng = np.random.default_rng(0)

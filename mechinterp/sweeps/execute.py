@@ -17,6 +17,7 @@ from mechinterp.probes.pipeline import run_probes
 from mechinterp.stimuli import load_suite
 from mechinterp.sweeps.config import resolve_layers
 from mechinterp.sweeps.jobs import JobSpec
+from mechinterp.tokenization import check_context
 
 
 @dataclass
@@ -35,6 +36,7 @@ def execute_job(spec: JobSpec | dict[str, Any], show_progress: bool = False) -> 
     t0 = time.time()
     model = load_model(spec.model)
     suite = load_suite(spec.suite)
+    check_context(model, [suite])  # before any forward pass
     layers = resolve_layers(spec.layers, model.n_layers)
     res = run_probes(
         model, suite, layers, spec.components, spec.probe, spec.seed, backend=spec.backend,

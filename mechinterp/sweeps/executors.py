@@ -55,9 +55,23 @@ def _ray_execute(spec: dict[str, Any]) -> JobResult:  # runs on a Ray worker
     return execute_job(spec)
 
 
+def import_ray() -> Any:
+    """The ``ray`` module, or ConfigError (one line: how to install it, or to run locally) when the Ray client
+    is not installed or cannot be imported."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Ray executor needs the Ray client, which cannot be imported ({exc}): pip install "
+            "'mechinterp[ray]', or run the sweep locally (--executor local, or executor = 'local' in [sweep])"
+        ) from None
+    return ray
+
+
 class RayExecutor:
     def __init__(self, address: str | None = None, cpus_per_job: float = 1.0, num_cpus: int | None = None,
                  init_kwargs: dict[str, Any] | None = None):
+        import_ray()  # refuse at once, before any job or store is touched
         self.address = address or None
         self.cpus_per_job = cpus_per_job
         self.num_cpus = num_cpus
@@ -66,12 +80,7 @@ class RayExecutor:
     def run(self, jobs: Sequence[JobSpec], on_result: OnResult, on_error: OnError,
             skip: Callable[[JobSpec], bool] | None = None) -> None:
         jobs = [j for j in jobs if skip is None or not skip(j)]
-        try:
-            import ray
-        except ImportError as exc:
-            raise ConfigError(
-                "the Ray executor needs Ray: pip install 'mechinterp[ray]' (or run the sweep with executor = 'local')"
-            ) from exc
+        ray = import_ray()
         started = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}

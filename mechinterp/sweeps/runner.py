@@ -14,7 +14,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mechinterp.errors import ConfigError, MechinterpError
 from mechinterp.io import atomic_path, write_json_atomic
+from mechinterp.models import get_spec
 from mechinterp.probes.figures import write_figures
 from mechinterp.probes.readout import DecisionRule
 from mechinterp.probes.summary import (
@@ -24,6 +26,7 @@ from mechinterp.probes.summary import (
     verdict_counts,
 )
 from mechinterp.provenance import Provenance
+from mechinterp.stimuli import load_suite
 from mechinterp.sweeps.config import SweepConfig, load_sweep
 from mechinterp.sweeps.executors import Executor, make_executor
 from mechinterp.sweeps.jobs import JobSpec, expand, job_summary
@@ -72,7 +75,11 @@ def run_sweep(
     path = Path(path)
     cfg = load_sweep(path)
     jobs = expand(cfg, path.parent.resolve())
+    check_jobs(jobs, path)
     st = ResultsStore(store_path(cfg, store))
+    if st.root.exists() and not st.root.is_dir():
+        raise ConfigError(f"sweep {path}: the results store {st.root} is a file: give a directory "
+                          "([sweep] store or --store)")
     done = st.done() if st.jobs_dir.exists() else set()
     todo = [j for j in jobs if j.job_id not in done]
     outcome = SweepOutcome(store=st.root, n_jobs=len(jobs), skipped=len(jobs) - len(todo))
@@ -80,6 +87,11 @@ def run_sweep(
         for j in jobs:
             print(f"{'done ' if j.job_id in done else 'to do'}  {j.job_id}")
         return outcome
+    if isinstance(executor, str) or executor is None:  # before the store is touched (Ray may be missing)
+        kind = executor or cfg.sweep.executor
+        ex = make_executor(kind, ray_address or cfg.sweep.ray_address, cfg.sweep.ray_cpus_per_job, num_cpus)
+    else:
+        ex = executor
     removed = st.prepare()
     if removed:
         log.warning("removed %d half-written entries left by an interrupted run: %s", len(removed), ", ".join(removed))
@@ -88,11 +100,6 @@ def run_sweep(
     _write_json(st.root / "sweep.json", {"sweep_file": str(path.resolve()), "config": cfg.model_dump(mode="json"),
                                          **job_summary(jobs)})
 
-    if isinstance(executor, str) or executor is None:
-        kind = executor or cfg.sweep.executor
-        ex = make_executor(kind, ray_address or cfg.sweep.ray_address, cfg.sweep.ray_cpus_per_job, num_cpus)
-    else:
-        ex = executor
     disable = (not show_progress) or bool(os.environ.get("MECHINTERP_NO_PROGRESS"))
     bar = tqdm(total=len(jobs), initial=outcome.skipped, desc=f"sweep {cfg.sweep.name}", unit="job",
                disable=disable, dynamic_ncols=True, file=sys.stderr)
@@ -119,6 +126,29 @@ def run_sweep(
     ids = [j.job_id for j in jobs if st.is_done(j.job_id)]
     outcome.tables, outcome.figures = collect(st, ids, cfg, figures=cfg.sweep.figures)
     return outcome
+
+
+def check_jobs(jobs: list[JobSpec], path: str | Path) -> None:
+    """Refuse a sweep, before any job runs, whose jobs name a suite that cannot be read or a model that is
+    neither a registry name nor a model directory: one error naming the sweep file, the entry and the problem,
+    instead of every job failing the same way. (Models are looked up, not loaded; a suite longer than a
+    model's context is refused by each job before its first forward pass.)
+
+    Raises:
+        ConfigError: the first bad suite or model (one line).
+    """
+    for suite in dict.fromkeys(j.suite for j in jobs):
+        try:
+            load_suite(suite)
+        except MechinterpError as exc:
+            raise ConfigError(f"sweep {path}: grid.suites entry {suite!r} cannot be used: {exc} "
+                              "(no job was run)") from None
+    for model in dict.fromkeys(j.model for j in jobs):
+        try:
+            get_spec(model)
+        except MechinterpError as exc:
+            raise ConfigError(f"sweep {path}: grid.models entry {model!r} cannot be used: {exc} "
+                              "(no job was run)") from None
 
 
 def collect(st: ResultsStore, job_ids: list[str], cfg: SweepConfig | None = None, figures: bool = True):

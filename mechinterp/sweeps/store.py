@@ -34,7 +34,7 @@ import pandas as pd
 from mechinterp.errors import CacheError
 from mechinterp.io import write_json_atomic
 from mechinterp.provenance import Provenance, hash_json
-from mechinterp.tables import write_table
+from mechinterp.tables import read_table, write_table
 
 TABLES = ("metrics", "readout", "verdicts", "training", "confounds")
 JOB_FILE = "job.json"
@@ -130,7 +130,7 @@ class ResultsStore:
             path = self.jobs_dir / jid / f"{name}.parquet"
             if not path.exists():
                 raise CacheError(f"job {jid} in {self.root} has no {name} table ({path})")
-            frames.append(pd.read_parquet(path))
+            frames.append(read_table(path))  # refused if the job's provenance does not describe it
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def probe_dirs(self, job_id: str) -> list[Path]:
