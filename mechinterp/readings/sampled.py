@@ -2,7 +2,9 @@
 model and count the reading each one completes.
 
 Sampling is ancestral (temperature 1, the full next-token distribution) with a ``torch.Generator`` seeded
-from ``seed`` and the item and condition, so a sample does not depend on which other items are run. Each
+from ``seed`` and the item and condition, so a sample does not depend on which other items are run. The
+original model samples from its key-value cache; under an intervention every step reruns the whole sequence,
+because scoped hooks decide what to edit from the sequence's tokens. Each
 continuation is classified by :mod:`.classify`; P(reading) = count(reading) / classified samples (with add-0.5
 smoothing in the log-odds only), and unclassified samples are counted.
 """
@@ -18,6 +20,7 @@ import pandas as pd
 import torch
 
 from mechinterp.interventions.base import apply_interventions
+from mechinterp.interventions.compose import as_composite
 from mechinterp.readings.classify import classify
 from mechinterp.readings.exact import LN2, READING_COLUMNS
 from mechinterp.readings.scope import extend_to_prefixes
@@ -55,9 +58,21 @@ def sample_continuations(model: "Model", target: ReadingTarget, n: int, seed: in
     g = _generator(seed, target)
     ids = torch.tensor([target.prefix_ids] * n, dtype=torch.long)
     n_prefix = len(target.prefix_ids)
+    c = as_composite(intervention)
+    if c is None or not c.hooks:
+        # the original model: one pass over the prefix, then one token per step from the key-value cache
+        # (the rows are copies of one prefix, so there is no padding)
+        out = model.hf(input_ids=ids.to(model.device), use_cache=True, logits_to_keep=1)
+        for step in range(max_new_tokens):
+            nxt = torch.multinomial(torch.softmax(out.logits[:, -1].float().cpu(), -1), 1, generator=g)
+            ids = torch.cat([ids, nxt], 1)
+            if step + 1 < max_new_tokens:
+                out = model.hf(input_ids=nxt.to(model.device), past_key_values=out.past_key_values, use_cache=True)
+        return [model.tokenizer.decode(r[n_prefix:].tolist()) for r in ids]
+    # scoped hooks decide from the whole sequence (their table knows the prefix), so no cache
     for _ in range(max_new_tokens):
         seqs = [(target.full_ids, tuple(r), n_prefix) for r in ids.tolist()]
-        iv = extend_to_prefixes(intervention, seqs)
+        iv = extend_to_prefixes(c, seqs)
         with apply_interventions(model, iv.hooks if iv is not None else ()):
             lg = model.hf(input_ids=ids.to(model.device), use_cache=False).logits[:, -1].float().cpu()
         nxt = torch.multinomial(torch.softmax(lg, -1), 1, generator=g)
@@ -89,8 +104,8 @@ def sampled_readings(model: "Model", suite: "Suite", intervention: Any = None, n
     rows = []
     for t in reading_targets(model, suite):
         conts = sample_continuations(model, t, n_samples, seed, max_new_tokens, intervention)
-        labels = [classify(t.prefix, t.unambiguous_prefix, c, t.construction, t.preferred, t.dispreferred)
-                  for c in conts]
+        labels = [classify(t.prefix, t.unambiguous_prefix, c, t.construction, t.preferred, t.dispreferred,
+                           ambiguous_prefix=t.ambiguous_prefix or None) for c in conts]
         if samples_out is not None:
             samples_out += [{"construction": t.construction, "item": t.item, "condition": t.condition,
                              "prefix": t.prefix, "continuation": c, "label": lab} for c, lab in zip(conts, labels)]
