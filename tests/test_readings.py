@@ -238,6 +238,27 @@ def test_cached_sampler_equals_the_full_rerun(tiny_model, npz3):
     assert cached == sample_continuations(tiny_model, t, 3, seed=5, max_new_tokens=5, intervention=Identity())
 
 
+def test_compare_estimators_per_construction_and_condition():
+    from mechinterp.readings.summary import compare_estimators, estimator_line
+
+    rows = []
+    for method in ("exact", "sampled"):
+        for cons, sign in (("NP/Z", 1), ("NP/S", -1)):
+            for item in range(6):
+                for cond, base in (("ambiguous", 0.0), ("unambiguous", 0.5)):
+                    p = base + 0.05 * item if method == "exact" or sign > 0 else base + 0.3 - 0.05 * item
+                    rows.append({"method": method, "construction": cons, "item": item, "condition": cond,
+                                 "reading": "r", "preferred": False, "probability": p})
+    df = pd.DataFrame(rows)
+    est = compare_estimators(df[df.method == "exact"], df[df.method == "sampled"]).set_index(["construction", "condition"])
+    assert est.loc[("NP/Z", "ambiguous"), "spearman_rho"] == pytest.approx(1.0)
+    assert est.loc[("NP/S", "ambiguous"), "spearman_rho"] == pytest.approx(-1.0)  # reversed within a condition
+    assert est.loc[("NP/S", "all"), "spearman_rho"] > 0  # ... but the conditions' difference agrees
+    assert est.loc[("NP/Z", "all"), "n"] == 12 and est.loc[("all", "all"), "n"] == 24
+    line = estimator_line(compare_estimators(df[df.method == "exact"], df[df.method == "sampled"]))
+    assert line.startswith("exact vs sampled") and "ambiguous rho=0.00 (n=12)" in line
+
+
 def test_readings_command(tiny_dirs, tmp_path):
     """`mechinterp readings` on the tiny model: exact and sampled, with a user's continuation file, a batch size,
     a sample count, a bootstrap count, a backend and a seed, all reflected in the outputs and provenance."""
@@ -262,7 +283,10 @@ def test_readings_command(tiny_dirs, tmp_path):
     assert set(table["method"]) == {"exact", "sampled"}
     samples = read_table(tmp_path / "r.samples.csv")
     assert len(samples) == 2 * 2 * 2  # 2 samples x 2 conditions x 2 items
-    assert (tmp_path / "r.estimators.csv").exists() and (tmp_path / "r.summary.csv").exists()
+    est = read_table(tmp_path / "r.estimators.csv")
+    assert {"construction", "condition", "n", "spearman_rho"} <= set(est.columns)
+    assert set(est["condition"]) == {"ambiguous", "unambiguous", "all"} and set(est["construction"]) == {"NP/Z", "all"}
+    assert (tmp_path / "r.summary.csv").exists()
     prov = read_provenance(out)
     assert prov["config"]["backend"] == "nnsight" and prov["config"]["seed"] == 3
     assert prov["extra"]["continuations"] == str(sets)
