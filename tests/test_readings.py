@@ -238,6 +238,18 @@ def test_cached_sampler_equals_the_full_rerun(tiny_model, npz3):
     assert cached == sample_continuations(tiny_model, t, 3, seed=5, max_new_tokens=5, intervention=Identity())
 
 
+def test_batched_sampling_equals_one_item_at_a_time(tiny_model, npz3):
+    """Items of different prefix lengths sampled together (left-padded, one cache) draw what each draws alone."""
+    from mechinterp.readings.sampled import sample_continuations, sampled_readings
+
+    got: list = []
+    sampled_readings(tiny_model, npz3, n_samples=2, seed=4, max_new_tokens=4, samples_out=got, batch_size=4)
+    targets = list(reading_targets(tiny_model, npz3))
+    assert len({len(t.prefix_ids) for t in targets}) > 1  # the batch is padded
+    alone = [c for t in targets for c in sample_continuations(tiny_model, t, 2, seed=4, max_new_tokens=4)]
+    assert [g["continuation"] for g in got] == alone
+
+
 def test_compare_estimators_per_construction_and_condition():
     from mechinterp.readings.summary import compare_estimators, estimator_line
 

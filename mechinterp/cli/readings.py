@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method in ("exact", "both"):
         frames.append(exact_readings(model, suite, continuations=sets, batch_size=args.batch_size, backend=args.backend))
     if args.method in ("sampled", "both"):
-        frames.append(sampled_readings(model, suite, n_samples=args.samples, seed=args.seed, samples_out=samples))
+        frames.append(sampled_readings(model, suite, n_samples=args.samples, seed=args.seed, samples_out=samples,
+                                       batch_size=args.batch_size))
     table = pd.concat(frames, ignore_index=True)
     summary = summarise_readings(table, by=("method", "construction", "condition"), n_boot=args.n_boot, seed=args.seed)
     prov = common.provenance("readings", args, model, [suite], continuations=args.continuations or "shipped")
