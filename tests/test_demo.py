@@ -45,6 +45,7 @@ def test_demo_writes_one_report_with_five_parts_and_summary(tiny_dirs, tmp_path,
     assert all(v in hold for v in verdicts["verdict"].unique())
     side = pd.read_csv(out / "collapse.side_effects.csv")
     assert set(side["intervention"]) == {"original", "commit"}
+    assert side["ns_perplexity_scoped_ratio"].notna().all() and side["ns_kl_scoped_nats"].notna().all()
     assert "commit=clamp:layer=" in read_provenance(out / "summary.csv")["extra"]["intervention"]
     assert "[5/6]" in capsys.readouterr().err
     # no effect of the intervention is reported without its efficacy: the sentence opens with the reading
@@ -54,6 +55,7 @@ def test_demo_writes_one_report_with_five_parts_and_summary(tiny_dirs, tmp_path,
     assert forced.startswith("Efficacy first:")
     row = eff[(eff["intervention"] == "commit") & (eff["condition"] == "ambiguous")].iloc[0]
     assert f"{row.p_dispreferred_original:.2f} \u2192 {row.p_dispreferred:.2f}" in forced
+    assert "only on the noun phrases right after a verb" in forced  # the scoped side effect beside the other
 
 
 @pytest.mark.slow

@@ -139,32 +139,68 @@ def test_gemma_npz_readings_and_leace(gemma):
     assert a > d["ambiguous"]
 
 
-def _labelled_accuracy() -> tuple[float, int]:
+LABELLED = Path(__file__).parent / "data"
+
+
+def _labelled(name: str) -> pd.DataFrame:
+    """A hand-labelled file with the classifier's verdict beside each gold label ('unclear' for None)."""
     from mechinterp.readings.classify import classify
     from mechinterp.stimuli.constructions import CONSTRUCTIONS
 
-    path = __import__("pathlib").Path(__file__).parent / "data" / "readings_labelled.csv"
-    df = pd.read_csv(path, keep_default_na=False)
-    hits = 0
+    df = pd.read_csv(LABELLED / name, keep_default_na=False)
+    got = []
     for r in df.itertuples():
         info = CONSTRUCTIONS[r.construction]
         other = next(x for x in info.readings if x != info.preferred_reading)
-        got = classify(r.prefix, r.unambiguous_prefix, r.continuation, r.construction, info.preferred_reading, other)
-        hits += (got or "unclear") == r.gold
-    return hits / len(df), len(df)
+        got.append(classify(r.prefix, r.unambiguous_prefix, r.continuation, r.construction, info.preferred_reading,
+                            other, ambiguous_prefix=r.ambiguous_prefix) or "unclear")
+    return df.assign(got=got)
 
 
-def test_classifier_on_hand_labelled_continuations():
-    """Gemma samples (seed 7, items 9-16 of each built-in suite) labelled by hand, unclassifiable ones as
-    'unclear'. The classifier currently reaches 84%."""
-    acc, n = _labelled_accuracy()
-    assert n >= 100
-    assert acc >= 0.80
+def test_classifier_reaches_target_accuracy_on_hand_labelled_continuations():
+    """Gemma samples (seed 7, items 9-16 of each built-in suite, 32 per construction), labelled by hand,
+    unclassifiable ones as 'unclear'. Target: >= 90% of the verdicts equal the gold label, abstentions
+    included (an abstention is right only where the label is 'unclear')."""
+    df = _labelled("readings_labelled.csv")
+    assert len(df) >= 100
+    assert (df["got"] == df["gold"]).mean() >= 0.90
+    classified = df[df["got"] != "unclear"]
+    assert (classified["got"] == classified["gold"]).mean() >= 0.93
+    assert (df["got"] == "unclear").mean() <= 0.25
 
 
-@pytest.mark.xfail(reason="the classifier does not yet reach the 90% target on the hand-labelled set", strict=False)
-def test_classifier_reaches_target_accuracy():
-    assert _labelled_accuracy()[0] >= 0.90
+def test_classifier_on_garden_path_continuations_of_classic_nps_items():
+    """SAP ClassicGP NP/S items 1-12, sampled from both models (seed 13; 4 continuations of each ambiguous
+    prefix, one of each unambiguous prefix), labelled by hand: the set holds what the first one lacks,
+    continuations of the *ambiguous* prefix that complete the dispreferred reading ("The corrupt politician
+    mentioned the bill| was a burden ..."). Every one of those must be found."""
+    df = _labelled("readings_labelled_sap_nps.csv")
+    assert len(df) >= 40 and set(df["model"]) == {"gemma3-270m", "smollm2-135m"}
+    assert (df["got"] == df["gold"]).mean() >= 0.85
+    garden = df[(df["condition"] == "ambiguous") & (df["gold"] == "complement_subject")]
+    assert len(garden) >= 8 and (garden["got"] == "complement_subject").all()
+    classified = df[df["got"] != "unclear"]
+    assert (classified["got"] == classified["gold"]).mean() >= 0.90
+
+
+@pytest.mark.parametrize("construction, prefix, unambiguous, readings, cases", [
+    ("NP/Z", "While the man hunted the deer", "While the man hunted, the deer", ("object", "subject"), {
+        " ran away.": "subject", ", the dog barked.": "object", " in the woods, he sang.": "object",
+        " that was hiding ran off.": "subject", ", which was tired, ran away.": "subject", " for hours.": "object"}),
+    ("MV/RR", "The horse raced past the barn", "The horse that was raced past the barn",
+     ("main_verb", "reduced_relative"), {" fell.": "reduced_relative", ".": "main_verb", " and fell.": "main_verb",
+                                         " quickly fell down.": "reduced_relative"}),
+    ("LEX", "The old man", "The old sailors man", ("noun", "verb"), {
+        " the boats.": "verb", " was tired.": "noun", " who lived here died.": "noun", " them well.": "verb"}),
+])
+def test_classifier_on_textbook_continuations(construction, prefix, unambiguous, readings, cases):
+    from mechinterp.readings.classify import classify
+
+    for cont, want in cases.items():
+        assert classify(prefix, unambiguous, cont, construction, *readings) == want, cont
+    # after the unambiguous prefix of a clausal construction the preferred reading is ruled out
+    if construction != "LEX":
+        assert classify(unambiguous, unambiguous, ".", construction, *readings, ambiguous_prefix=prefix) is None
 
 
 def test_sampled_estimator_is_seeded(tiny_model, npz3):
@@ -179,6 +215,60 @@ def test_sampled_estimator_is_seeded(tiny_model, npz3):
     df2 = sampled_readings(tiny_model, sub, n_samples=3, seed=1, max_new_tokens=4)
     pd.testing.assert_frame_equal(df1, df2)
     assert (df1["n_samples"] == 3).all() and set(df1["method"]) == {"sampled"}
+
+
+def test_cached_sampler_equals_the_full_rerun(tiny_model, npz3):
+    """The original model samples from its key-value cache; an intervention that changes nothing reruns the
+    whole sequence at every step. Same seed, same samples."""
+    from mechinterp.interventions.base import AllPositions, Intervention, SiteEdit
+    from mechinterp.locate.sites import Site
+    from mechinterp.readings.sampled import sample_continuations
+
+    class Identity(Intervention):
+        scope = AllPositions(tiny_model.bos_token_id)
+
+        def edits(self):
+            return [SiteEdit(Site(0, "resid_post"), lambda x: x)]
+
+        def describe(self):
+            return {"kind": "identity"}
+
+    t = next(iter(reading_targets(tiny_model, npz3)))
+    cached = sample_continuations(tiny_model, t, 3, seed=5, max_new_tokens=5)
+    assert cached == sample_continuations(tiny_model, t, 3, seed=5, max_new_tokens=5, intervention=Identity())
+
+
+def test_batched_sampling_equals_one_item_at_a_time(tiny_model, npz3):
+    """Items of different prefix lengths sampled together (left-padded, one cache) draw what each draws alone."""
+    from mechinterp.readings.sampled import sample_continuations, sampled_readings
+
+    got: list = []
+    sampled_readings(tiny_model, npz3, n_samples=2, seed=4, max_new_tokens=4, samples_out=got, batch_size=4)
+    targets = list(reading_targets(tiny_model, npz3))
+    assert len({len(t.prefix_ids) for t in targets}) > 1  # the batch is padded
+    alone = [c for t in targets for c in sample_continuations(tiny_model, t, 2, seed=4, max_new_tokens=4)]
+    assert [g["continuation"] for g in got] == alone
+
+
+def test_compare_estimators_per_construction_and_condition():
+    from mechinterp.readings.summary import compare_estimators, estimator_line
+
+    rows = []
+    for method in ("exact", "sampled"):
+        for cons, sign in (("NP/Z", 1), ("NP/S", -1)):
+            for item in range(6):
+                for cond, base in (("ambiguous", 0.0), ("unambiguous", 0.5)):
+                    p = base + 0.05 * item if method == "exact" or sign > 0 else base + 0.3 - 0.05 * item
+                    rows.append({"method": method, "construction": cons, "item": item, "condition": cond,
+                                 "reading": "r", "preferred": False, "probability": p})
+    df = pd.DataFrame(rows)
+    est = compare_estimators(df[df.method == "exact"], df[df.method == "sampled"]).set_index(["construction", "condition"])
+    assert est.loc[("NP/Z", "ambiguous"), "spearman_rho"] == pytest.approx(1.0)
+    assert est.loc[("NP/S", "ambiguous"), "spearman_rho"] == pytest.approx(-1.0)  # reversed within a condition
+    assert est.loc[("NP/S", "all"), "spearman_rho"] > 0  # ... but the conditions' difference agrees
+    assert est.loc[("NP/Z", "all"), "n"] == 12 and est.loc[("all", "all"), "n"] == 24
+    line = estimator_line(compare_estimators(df[df.method == "exact"], df[df.method == "sampled"]))
+    assert line.startswith("exact vs sampled") and "ambiguous rho=0.00 (n=12)" in line
 
 
 def test_readings_command(tiny_dirs, tmp_path):
@@ -205,7 +295,10 @@ def test_readings_command(tiny_dirs, tmp_path):
     assert set(table["method"]) == {"exact", "sampled"}
     samples = read_table(tmp_path / "r.samples.csv")
     assert len(samples) == 2 * 2 * 2  # 2 samples x 2 conditions x 2 items
-    assert (tmp_path / "r.estimators.csv").exists() and (tmp_path / "r.summary.csv").exists()
+    est = read_table(tmp_path / "r.estimators.csv")
+    assert {"construction", "condition", "n", "spearman_rho"} <= set(est.columns)
+    assert set(est["condition"]) == {"ambiguous", "unambiguous", "all"} and set(est["construction"]) == {"NP/Z", "all"}
+    assert (tmp_path / "r.summary.csv").exists()
     prov = read_provenance(out)
     assert prov["config"]["backend"] == "nnsight" and prov["config"]["seed"] == 3
     assert prov["extra"]["continuations"] == str(sets)

@@ -9,7 +9,7 @@ import pandas as pd
 from mechinterp.cli import common
 from mechinterp.readings import exact_readings, load_continuations
 from mechinterp.readings.sampled import sampled_readings
-from mechinterp.readings.summary import compare_estimators, summarise_readings
+from mechinterp.readings.summary import compare_estimators, estimator_line, summarise_readings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method in ("exact", "both"):
         frames.append(exact_readings(model, suite, continuations=sets, batch_size=args.batch_size, backend=args.backend))
     if args.method in ("sampled", "both"):
-        frames.append(sampled_readings(model, suite, n_samples=args.samples, seed=args.seed, samples_out=samples))
+        frames.append(sampled_readings(model, suite, n_samples=args.samples, seed=args.seed, samples_out=samples,
+                                       batch_size=args.batch_size))
     table = pd.concat(frames, ignore_index=True)
     summary = summarise_readings(table, by=("method", "construction", "condition"), n_boot=args.n_boot, seed=args.seed)
     prov = common.provenance("readings", args, model, [suite], continuations=args.continuations or "shipped")
@@ -47,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     common.write(summary, common.sibling(out, "summary"), prov)
     if samples:
         common.write(pd.DataFrame(samples), common.sibling(out, "samples"), prov)
+    print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if len(frames) == 2:
         est = compare_estimators(frames[0], frames[1])
         common.write(est, common.sibling(out, "estimators"), prov)
         print(est.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(estimator_line(est))
     return 0

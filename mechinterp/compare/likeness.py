@@ -72,10 +72,13 @@ class Comparison:
     info: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
-        """The headline table: human and each intervention per construction and ROI, with side effects."""
+        """The headline table: human and each intervention per construction and ROI, with side effects
+        (Natural Stories perplexity ratio everywhere and, where computed, scoped; next-token KL both ways)."""
         c = self.constructions.copy()
         if self.side_effects is not None and len(self.side_effects):
-            cols = [k for k in ("ns_perplexity_ratio", "flag_perplexity", "unamb_roi_delta_bits") if k not in c.columns]
+            keys = ("ns_perplexity_ratio", "flag_perplexity", "unamb_roi_delta_bits", "ns_perplexity_scoped_ratio",
+                    "ns_kl_nats", "ns_kl_scoped_nats")  # the last three: where the collapse ran them
+            cols = [k for k in keys if k not in c.columns and (k in self.side_effects.columns or k in keys[:3])]
             c = c.merge(self.side_effects[["intervention", *cols]], on="intervention", how="left")
         return c
 

@@ -30,6 +30,7 @@ from mechinterp.interventions.compose import (
     sentence_surprisal_under,
     suite_surprisal_under,
 )
+from mechinterp.interventions.freetext import next_token_kl, rescoped
 from mechinterp.readings.efficacy import efficacy_tables, readings_under
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ NS_WORDS_PER_STORY = 150
 SIDE_EFFECT_COLUMNS = [
     "intervention", "ns_words", "ns_perplexity", "ns_perplexity_original", "ns_perplexity_ratio", "flag_perplexity",
     "unamb_roi_delta_bits", "unamb_roi_abs_delta_bits", "unamb_sentence_delta_bits", "unamb_sentence_abs_delta_bits",
+    "ns_perplexity_scoped", "ns_perplexity_scoped_ratio", "ns_scoped_token_share", "ns_kl_nats", "ns_kl_scoped_nats",
 ]
 
 
@@ -100,15 +102,57 @@ def unambiguous_side_effects(words: pd.DataFrame, original: pd.DataFrame, suite:
     }
 
 
+def scoped_side_effects(model: "Model", texts: list[str], intervention: Composite | None, ppl: float,
+                        base_ppl: float, config: "SurprisalConfig | None" = None, log=None) -> dict[str, float]:
+    """Natural Stories perplexity with ``intervention`` acting only on the noun phrases right after a verb
+    (:func:`mechinterp.interventions.freetext.rescoped`), the share of tokens it then edits, and the mean
+    next-token KL (nats) from the original model with the intervention everywhere and scoped.
+
+    Args:
+        model: the model.
+        texts: the Natural Stories texts (as :func:`ns_texts` gives them).
+        intervention: the intervention (None: the original model: ratio 1, KL 0).
+        ppl: its perplexity with the intervention everywhere; base_ppl: the original model's.
+        config: surprisal configuration (backend).
+        log: progress messages.
+
+    Returns:
+        The ``ns_perplexity_scoped``, ``ns_perplexity_scoped_ratio``, ``ns_scoped_token_share``, ``ns_kl_nats``
+        and ``ns_kl_scoped_nats`` columns (NaN where undefined, e.g. for context truncation).
+    """
+    nan = float("nan")
+    if intervention is None:
+        return {"ns_perplexity_scoped": base_ppl, "ns_perplexity_scoped_ratio": 1.0, "ns_scoped_token_share": 0.0,
+                "ns_kl_nats": 0.0, "ns_kl_scoped_nats": 0.0}
+    try:
+        siv, info = rescoped(model, intervention, texts)
+    except ConfigError as exc:
+        if log:
+            log(f"no scoped side effect for {intervention.label}: {exc}")
+        return dict.fromkeys(("ns_perplexity_scoped", "ns_perplexity_scoped_ratio", "ns_scoped_token_share",
+                              "ns_kl_nats", "ns_kl_scoped_nats"), nan)
+    if info:
+        sppl = perplexity(sentence_surprisal_under(model, texts, siv, config))
+        share = info["edited_tokens"] / max(1, info["tokens"])
+    else:  # no suite-scoped hook: it acts everywhere in free text too
+        sppl, share = ppl, 1.0
+    backend = config.backend if config is not None else "hf"
+    kl, kl_scoped = next_token_kl(model, texts, [intervention, siv if info else None], backend=backend)
+    return {"ns_perplexity_scoped": sppl, "ns_perplexity_scoped_ratio": sppl / base_ppl, "ns_scoped_token_share": share,
+            "ns_kl_nats": kl, "ns_kl_scoped_nats": kl_scoped if info else kl}
+
+
 def run_collapse(model: "Model", suite: "Suite", interventions: Mapping[str, Composite],
                  config: "SurprisalConfig | None" = None, corpus: "NaturalStories | None" = None,
                  ns_words_per_story: int | None = NS_WORDS_PER_STORY, rois: tuple[int, ...] = (0, 1, 2),
-                 log=None, readings: bool = True, readings_options: Mapping[str, Any] | None = None
-                 ) -> CollapseResult:
+                 log=None, readings: bool = True, readings_options: Mapping[str, Any] | None = None,
+                 scoped: bool = True) -> CollapseResult:
     """Score ``suite`` (and the Natural Stories subset, if ``corpus`` is given) with the original model and
     under each named intervention. With ``readings``, also the probability of each reading before and after
     every intervention and its efficacy (:mod:`mechinterp.readings.efficacy`; ``readings_options`` go to
-    :func:`~mechinterp.readings.efficacy.readings_under`)."""
+    :func:`~mechinterp.readings.efficacy.readings_under`). With ``scoped`` (and a corpus), also the Natural
+    Stories side effects where the intervention would act in free text and the next-token KL both ways
+    (:func:`scoped_side_effects`)."""
     if ORIGINAL in interventions:
         raise ConfigError(f"{ORIGINAL!r} is reserved for the unmodified model: name the intervention otherwise")
     runs: dict[str, Composite | None] = {ORIGINAL: None, **interventions}
@@ -131,6 +175,8 @@ def run_collapse(model: "Model", suite: "Suite", interventions: Mapping[str, Com
             assert base_ppl is not None  # the original model runs first (runs starts with ORIGINAL)
             row.update(ns_words=int((nw["word_index"] > 0).sum()), ns_perplexity=ppl, ns_perplexity_original=base_ppl,
                        ns_perplexity_ratio=ppl / base_ppl, flag_perplexity=bool(ppl / base_ppl > PPL_FLAG_RATIO))
+            if scoped:
+                row.update(scoped_side_effects(model, texts, iv, ppl, base_ppl, config, log))
         if name == ORIGINAL:
             base_words = w
         row.update(unambiguous_side_effects(w, base_words, suite, rois))

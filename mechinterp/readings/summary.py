@@ -55,27 +55,56 @@ def summarise_readings(readings: pd.DataFrame, by: Sequence[str] = ("constructio
 
 def compare_estimators(exact: pd.DataFrame, sampled: pd.DataFrame, by: Sequence[str] = ("construction",)
                        ) -> pd.DataFrame:
-    """Spearman correlation over items (and conditions) of P(dispreferred) from the two estimators.
+    """Spearman rank correlation over items of P(dispreferred) from the two estimators.
+
+    Each group is correlated over its items within each condition (``condition`` = the condition's name) and
+    over items and conditions together (``condition`` = "all", where the difference between the ambiguous and
+    the unambiguous prefix carries much of the correlation). An "all" group pools every group.
 
     Args:
         exact: rows from the exact estimator.
-        sampled: rows from the sampled estimator for the same suite.
-        by: grouping columns; an "all" row pools every group.
+        sampled: rows from the sampled estimator for the same suite(s) (items with no classified sample are
+            left out).
+        by: grouping columns (e.g. add "suite" for tables of several suites).
 
     Returns:
-        One row per group (and "all"): n, spearman_rho, p_value.
+        One row per group and condition: ``n`` (item x condition pairs), ``spearman_rho``, ``p_value`` (NaN
+        with fewer than three pairs or a constant estimate).
+
+    Example:
+        >>> compare_estimators(reading_probabilities(m, s, "exact"), reading_probabilities(m, s, "sampled"))
     """
-    key = ["construction", "item", "condition"]
+    key = [*dict.fromkeys([*by, "construction", "item", "condition"])]
     a = dispreferred(exact).set_index(key)["probability"].rename("exact")
     b = dispreferred(sampled).set_index(key)["probability"].rename("sampled")
-    j = pd.concat([a, b], axis=1).dropna().reset_index()
+    j = pd.concat([a, b], axis=1, join="inner").dropna().reset_index()
     rows = []
     groups = [(k, g) for k, g in j.groupby(list(by), sort=False)] + [(("all",) * len(by), j)]
     for k, g in groups:
         k = k if isinstance(k, tuple) else (k,)
-        rho, p = spearmanr(g["exact"], g["sampled"]) if len(g) > 2 else (np.nan, np.nan)
-        rows.append({**dict(zip(by, k)), "n": len(g), "spearman_rho": float(rho), "p_value": float(p)})
+        for cond, gc in [*g.groupby("condition", sort=False), ("all", g)]:
+            ok = len(gc) > 2 and gc["exact"].nunique() > 1 and gc["sampled"].nunique() > 1
+            rho, p = spearmanr(gc["exact"], gc["sampled"]) if ok else (np.nan, np.nan)
+            rows.append({**dict(zip(by, k)), "condition": cond, "n": len(gc), "spearman_rho": float(rho),
+                         "p_value": float(p)})
     return pd.DataFrame(rows)
+
+
+def estimator_line(agreement: pd.DataFrame) -> str:
+    """One sentence for a table from :func:`compare_estimators`: the pooled Spearman correlation and, per
+    condition, the correlation over items."""
+    first = agreement.columns[0]
+    pooled = agreement[agreement[first] == "all"].set_index("condition")
+    if pooled.empty:
+        return "exact vs sampled: no items with both estimates"
+
+    def fmt(cond: str) -> str:
+        r = pooled.loc[cond]
+        return f"{cond} rho={r['spearman_rho']:.2f} (n={int(r['n'])})"
+
+    per_cond = [c for c in pooled.index if c != "all"]
+    return ("exact vs sampled P(dispreferred), Spearman over items: " + fmt("all") + "; within conditions: "
+            + ", ".join(fmt(c) for c in per_cond))
 
 
 def efficacy(readings: pd.DataFrame, original: str = "original", factor: float = COLLAPSE_FACTOR,

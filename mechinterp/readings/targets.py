@@ -35,6 +35,8 @@ class ReadingTarget:
         preferred, dispreferred: the construction's readings (people prefer the first).
         unambiguous_prefix: the prefix of the same item's unambiguous condition (its structure fixes the
             dispreferred reading; the sampled estimator's classifier parses in it).
+        ambiguous_prefix: the prefix of the same item's ambiguous condition (the classifier's other frame;
+            empty if the item has none).
     """
 
     construction: str
@@ -48,6 +50,7 @@ class ReadingTarget:
     preferred: str
     dispreferred: str
     unambiguous_prefix: str
+    ambiguous_prefix: str = ""
 
 
 def readings_of(suite: "Suite", item: "Item") -> tuple[str, str]:
@@ -91,11 +94,13 @@ def reading_targets(model: "Model", suite: "Suite") -> Iterator[ReadingTarget]:
         pref, dispref = readings_of(suite, it)
         unamb = next((c for c in it.conditions if c.name == amb.unambiguous_condition), None)
         unamb_prefix = _prefix(model, unamb, region)[0] if unamb is not None else ""
+        amb_cond = next((c for c in it.conditions if c.name == amb.ambiguous_condition), None)
+        amb_prefix = _prefix(model, amb_cond, region)[0] if amb_cond is not None else ""
         for c in it.conditions:
             text, ids, full, dis = _prefix(model, c, region)
             yield ReadingTarget(
                 construction=suite.construction_of(it), item=it.number, condition=c.name,
                 ambiguous=bool(c.ambiguous) if c.ambiguous is not None else c.name == amb.ambiguous_condition,
                 prefix=text, prefix_ids=ids, full_ids=full, disambiguator=dis, preferred=pref, dispreferred=dispref,
-                unambiguous_prefix=unamb_prefix,
+                unambiguous_prefix=unamb_prefix, ambiguous_prefix=amb_prefix,
             )

@@ -167,6 +167,10 @@ def collapse_sentence(effects: pd.DataFrame, side: pd.DataFrame, intervention: s
             text += f"; Natural Stories perplexity changes by {(ppl - 1) * 100:+.1f}%"
             if bool(r.get("flag_perplexity")):
                 text += " (more than 5%: a damaged language model)"
+            sp = r.get("ns_perplexity_scoped_ratio")
+            if sp is not None and not (isinstance(sp, float) and math.isnan(sp)):
+                text += (f" with the intervention on every word, and by {(sp - 1) * 100:+.1f}% when it acts only on "
+                         "the noun phrases right after a verb")
         d = r.get("unamb_roi_delta_bits")
         if d is not None and not (isinstance(d, float) and math.isnan(d)):
             text += f", and the unambiguous sentences' ROI surprisal by {d:+.2f} bits"

@@ -1,0 +1,64 @@
+"""Time of the exact reading probabilities of a 30-item suite against its surprisal run.
+
+Both run in this process on the same model and suite (default: the first 30 NP/Z items, ambiguous and
+unambiguous conditions): :func:`mechinterp.surprisal.suite_surprisal` (every word of every condition) and
+:func:`mechinterp.readings.exact_readings` (every diagnostic continuation of both readings at the end of the
+ambiguous region of every condition). ``--repeats`` interleaved pairs (the order alternates within each pair);
+the result is the MEDIAN of the per-pair ratios, so a burst of background load moves one pair, not the result.
+Target: <= 2.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from mechinterp.models import load_model
+from mechinterp.readings import exact_readings
+from mechinterp.stimuli import load_suite
+from mechinterp.surprisal import SurprisalConfig, suite_surprisal
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="gemma3-270m")
+    ap.add_argument("--suite", default="npz")
+    ap.add_argument("--items", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    model = load_model(args.model)
+    suite = load_suite(args.suite).head(args.items)
+    cfg = SurprisalConfig(batch_size=args.batch_size)
+
+    def surprisal() -> None:
+        suite_surprisal(model, suite, cfg, show_progress=False)
+
+    def readings() -> None:
+        exact_readings(model, suite, batch_size=args.batch_size)
+
+    surprisal()  # warm-up (tokenizer caches, first-call allocations)
+    readings()
+    ratios, times = [], {"surprisal": [], "readings": []}
+    for k in range(args.repeats):
+        pair = {}
+        order = (("surprisal", surprisal), ("readings", readings))
+        for name, fn in (order if k % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            fn()
+            pair[name] = time.perf_counter() - t0
+            times[name].append(pair[name])
+        ratios.append(pair["readings"] / pair["surprisal"])
+    n_cond = sum(len(it.conditions) for it in suite.items)
+    print(f"model {args.model}; suite {suite.name}: {len(suite.items)} items, {n_cond} conditions; batch "
+          f"{args.batch_size}; {torch.get_num_threads()} threads")
+    print(f"surprisal run: median {statistics.median(times['surprisal']):.3f} s; exact readings: median "
+          f"{statistics.median(times['readings']):.3f} s ({args.repeats} interleaved pairs)")
+    print(f"RESULT readings_over_surprisal={statistics.median(ratios):.3f} target <=2.0")
+
+
+if __name__ == "__main__":
+    main()
