@@ -24,7 +24,7 @@ the diagnostic continuations do not apply there (an MV/RR-only suite is refused)
 **Objective**: the exact estimator's quantity on each training prefix. With ``m_r`` the log probability mass of
 reading ``r``'s diagnostic continuations (:mod:`mechinterp.readings.continuations`, each scored exactly),
 ``P(dispreferred) = exp(m_d) / (exp(m_d) + exp(m_p))``; the loss is the cross-entropy of the preferred reading,
-``-log P(preferred) = softplus(m_d - m_p)``, averaged over the prefixes of both readings.
+``-log P(preferred) = softplus(m_d - m_p)``, averaged over a batch with as many prefixes of each reading.
 
 **Constraint**: the mean KL divergence (nats per token) of the model's next-token distribution with the
 intervention from the original's, over every position but BOS of ordinary text, Natural Stories, where the
@@ -107,8 +107,8 @@ class LearnedTraining(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     steps: int = Field(default=20, ge=0, description="optimisation steps per fit")
-    lr: float = Field(default=0.01, gt=0, description="Adam learning rate (a step moves an edit by about this "
-                                                      "share of the mean activation norm at its site)")
+    lr: float = Field(default=0.05, gt=0, description="Adam learning rate (a step moves each coordinate of an "
+                                                      "edit by about this share of its activations' spread)")
     prefixes: int = Field(default=8, ge=1, description="generated reading sentences per step")
     windows: int = Field(default=1, ge=1, description="Natural Stories windows per step (the KL term)")
     window: int = Field(default=24, ge=4, description="tokens per Natural Stories training window, BOS included")
@@ -260,7 +260,8 @@ class ReadingPrompts:
         ids: token ids of each prefix (BOS first).
         edit: positions of each prefix the intervention edits during training.
         preferred, dispreferred: per prefix, the token ids of each diagnostic continuation of the reading.
-        constructions, texts, readings: where each prefix came from.
+        constructions, texts, readings: where each prefix came from (``readings``: the reading its structure
+            fixes).
         info: constructions used and skipped, counts and the hash of the sentences.
     """
 
@@ -275,6 +276,11 @@ class ReadingPrompts:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def preferred_reading(self) -> tuple[bool, ...]:
+        """Whether each sentence's structure fixes the reading people prefer."""
+        return tuple(r == reading_names(c)[0] for r, c in zip(self.readings, self.constructions))
 
     def scope(self, model: "Model") -> TokenTable:
         """A scope that edits the training positions of each prefix, also when it runs extended by the first
@@ -515,13 +521,14 @@ def _site_stats(model: "Model", prompts: ReadingPrompts, sites: Sequence[Site], 
 
 @dataclass
 class _Params:
-    """The free parameters of a fit, in units of ``norm / sqrt(d)`` per coordinate (``units``), so that an Adam
-    step of ``lr`` moves an edit by about ``lr`` times the mean activation norm: steer ``u`` (vector =
-    unit * u); subspace ``A`` (basis = orthonormalised columns of A, transposed) and ``tau`` (target =
-    unit * tau)."""
+    """The free parameters of a fit, each coordinate in units of the spread of the activations it edits (so
+    that an Adam step of ``lr`` moves every coordinate by about ``lr`` of its standard deviation, whether or not
+    the site has outlier dimensions): steer ``u`` (vector = units * u, ``units`` the per-dimension standard
+    deviation at the edited positions); subspace ``A`` (basis = orthonormalised columns of A, transposed) and
+    ``tau`` (target = units * tau, ``units`` the standard deviation of each subspace coordinate at the start)."""
 
     method: Method
-    units: list[float]
+    units: list[Tensor]
     u: list[Tensor] = field(default_factory=list)
     A: list[Tensor] = field(default_factory=list)
     tau: list[Tensor] = field(default_factory=list)
@@ -539,25 +546,36 @@ class _Params:
         return tuple(out)
 
 
-def _init_params(method: Method, norms: list[float], acts: list[Tensor], d: int, rank: int, seed: int,
+def _spread(x: Tensor) -> Tensor:
+    """Per-column standard deviation, floored at a thousandth of the mean one (no zero units)."""
+    sd = x.std(0) if x.shape[0] > 1 else x.abs().mean(0)
+    return sd.clamp_min(1e-3 * float(sd.mean()) + 1e-12)
+
+
+def _init_params(method: Method, acts: list[Tensor], d: int, rank: int, seed: int,
                  init: "LearnedIntervention | None") -> _Params:
     g = torch.Generator().manual_seed(seed)
-    units = [max(n, 1e-6) / math.sqrt(d) for n in norms]
-    p = _Params(method, units)
-    for i, n in enumerate(units):
+    p = _Params(method, [])
+    for i, x in enumerate(acts):
         if method == "steer":
-            start = init.scale * init.tensors[i]["vector"] / n if init is not None else torch.zeros(d)
+            unit = _spread(x)
+            start = init.scale * init.tensors[i]["vector"] / unit if init is not None else torch.zeros(d)
+            p.units.append(unit)
             p.u.append(start.detach().clone().float().requires_grad_(True))
             continue
         if init is not None:
             A = init.tensors[i]["basis"].T.detach().clone().float()
-            tau = init.tensors[i]["target"].detach().clone().float() / n
+            Q = A
         else:
             A = torch.randn(d, rank, generator=g)
             Q, _ = torch.linalg.qr(A)
-            tau = (acts[i] @ Q).mean(0) / n  # the subspace starts at the mean of the training activations
+        proj = x @ Q
+        unit = _spread(proj)
+        # the target starts where the fit at the previous budget left it, or at the mean of the activations
+        tau = (init.tensors[i]["target"].float() if init is not None else proj.mean(0)) / unit
+        p.units.append(unit)
         p.A.append(A.requires_grad_(True))
-        p.tau.append(tau.requires_grad_(True))
+        p.tau.append(tau.detach().clone().requires_grad_(True))
     return p
 
 
@@ -659,20 +677,27 @@ def fit_learned(model: "Model", suite: "Suite", method: Method, sites: Sequence[
                           f"name {list(training.heldout_stories)}")
     train_scope = prompts.scope(model)
     norms, acts = _site_stats(model, prompts, sites)
-    params = _init_params(method, norms, acts, model.d_model, rank, training.seed, init)
+    params = _init_params(method, acts, model.d_model, rank, training.seed, init)
     rng = np.random.default_rng(training.seed)
-    order_p: list[int] = []
+    # each step takes sentences of both readings in equal numbers (from a shuffled queue per reading)
+    pools = [[i for i, p in enumerate(prompts.preferred_reading) if p == want] for want in (True, False)]
+    pools = [pool for pool in pools if pool]
+    queues: list[list[int]] = [[] for _ in pools]
+    shares = [training.prefixes // len(pools) + (k < training.prefixes % len(pools)) for k in range(len(pools))]
     order_w: list[int] = []
     history: list[dict[str, float]] = []
     log_lam = math.log(1.0 / budget)  # a KL at the budget costs as much as a nat of cross-entropy
     with frozen_weights(model):
         opt = torch.optim.Adam(params.leaves(), lr=training.lr)
         for step in range(training.steps):
-            if len(order_p) < training.prefixes:
-                order_p += rng.permutation(len(prompts)).tolist()
+            idx = []
+            for pool, queue, n in zip(pools, queues, shares):
+                while len(queue) < n:
+                    queue += [pool[j] for j in rng.permutation(len(pool))]
+                idx += queue[:n]
+                del queue[:n]
             if len(order_w) < training.windows:
                 order_w += rng.permutation(len(windows.seqs)).tolist()
-            idx, order_p = order_p[:training.prefixes], order_p[training.prefixes:]
             widx, order_w = order_w[:training.windows], order_w[training.windows:]
             wseqs = [windows.seqs[i] for i in widx]
             with torch.no_grad():
