@@ -273,3 +273,24 @@ def test_learned_on_gemma_lowers_p_dispreferred_within_budget(gemma, sap_classic
     ns = load_natural_stories(NATURAL_STORIES)
     assert independent_kl(gemma, iv, " ".join(ns.story_words(10)["word"].head(40))) <= budget
     assert_no_hooks(gemma)
+
+
+def test_dose_figure_draws_every_form_and_construction():
+    from mechinterp.interventions.dose import DOSE_COLUMNS, dose_figure
+
+    rows = []
+    for form, budget in [("original", 0.0), ("steer@1", 0.01), ("steer@1", 0.1), ("subspace-r2@1", 0.01),
+                         ("subspace-r2@1", 0.1)]:
+        for cons in ("NP/Z", "NP/S"):
+            for roi in (0, 1, 2):
+                rows.append({"form": form, "budget": budget, "heldout_kl": budget / 2, "construction": cons,
+                             "roi": roi, "p_dispreferred": 0.1 - budget / 2, "p_dispreferred_low": 0.05,
+                             "p_dispreferred_high": 0.15, "effect_bits": 3.0, "predicted_ms": 10.0, "human_ms": 100.0,
+                             "ns_perplexity_ratio": 1 + budget, "item_r": 0.2})
+    fig = dose_figure(pd.DataFrame(rows).reindex(columns=DOSE_COLUMNS))
+    names = [t.name for t in fig.data]
+    learned_lines = {n for n in names if n and "·" in n and not n.startswith(("original", "people"))}
+    assert learned_lines == {f"{f} · {c}" for f in ("steer@1", "subspace-r2@1") for c in ("NP/Z", "NP/S")}
+    assert names.count("people · NP/Z") == 1  # the human effect, on the predicted-ms panel only
+    assert sum(n == "original · NP/S" for n in names) == 6  # the original on every panel (held-out KL 0 too)
+    assert fig.layout.xaxis.type == "log"
