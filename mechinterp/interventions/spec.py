@@ -12,6 +12,10 @@ On the command line an intervention is ``[NAME=]KIND:key=value,key=value``; ``la
     clamp:layer=6,fit=readings,target=preferred,shift=1   commit to the reading people prefer
     sae:sae=out/sae-l6,fit=readings,remove=dispreferred   ablate the features of the other reading
     truncate:k=3                             every word sees only the 3 tokens before it (plus BOS)
+    learned:method=steer,layers=6+9,budget=0.05   a steering vector at layers 6 and 9, trained with gradients
+                                             to lower P(dispreferred reading) with held-out KL <= 0.05 nats/token
+    learned:method=subspace,layers=6,rank=2,budget=0.05   a rank-2 subspace set to a learned target
+    learned:method=steer,layers=6,load=DIR   a saved fit (LearnedIntervention.save), placed on the suite
     commit=clamp:layer=9,shift=1+truncate:k=5   ... (a named composite)
 
 Common keys of the fitted kinds: ``fit`` (suites whose labelled activations fit the intervention, joined by
@@ -22,6 +26,10 @@ by the reading their structure fixes -- no cue confound, see docs/science.md), `
 ``ambiguous_region`` | ``prefix``), ``n_words`` (for ``pre_disambiguator``, default 2), ``conditions`` (apply to ``all`` | ``ambiguous`` | ``unambiguous``
 conditions of the evaluated suite), ``component`` (default ``resid_post``), ``n_fit`` (``fit=readings``: generated
 sentences per reading and construction, default 150).
+
+``learned`` parts are trained on the generated reading sentences only (never ``fit=``), with the keys of
+:class:`~mechinterp.interventions.learned.LearnedTraining` (``steps``, ``lr``, ``seed``, ``train_stories`` and
+``heldout_stories`` joined by ``/``, ...); see :mod:`mechinterp.interventions.learned`.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.base import Conditions, TokenTable, Where
@@ -44,6 +52,7 @@ from mechinterp.interventions.labelled import (
     reading_activations,
     suite_activations,
 )
+from mechinterp.interventions.learned import LearnedIntervention, LearnedTraining, fit_learned
 from mechinterp.interventions.sae_clamp import fit_sae_edit
 from mechinterp.interventions.truncation import Truncation
 from mechinterp.layers import (
@@ -77,6 +86,18 @@ class FittedSpec(_Spec):
     component: Component = "resid_post"
 
 
+def layer_list(v: Any) -> Any:
+    """A spec's ``layers``: text in the grammar of :mod:`mechinterp.layers` (kept as text while it needs the
+    model's layer count, ``*`` or ``every K``) or numbers."""
+    if isinstance(v, str):
+        check_layer_text(v)
+        try:
+            return tuple(parse_layers(v, None))
+        except ConfigError:
+            return v.strip()
+    return tuple(check_layers(v, None))
+
+
 class LeaceSpec(FittedSpec):
     kind: Literal["leace"] = "leace"
     layers: tuple[int, ...] | str
@@ -85,15 +106,7 @@ class LeaceSpec(FittedSpec):
     @field_validator("layers", mode="before")
     @classmethod
     def _layers(cls, v: Any) -> Any:
-        """A layer list: text in the grammar of :mod:`mechinterp.layers` (kept as text while it needs the
-        model's layer count, ``*`` or ``every K``) or numbers."""
-        if isinstance(v, str):
-            check_layer_text(v)
-            try:
-                return tuple(parse_layers(v, None))
-            except ConfigError:
-                return v.strip()
-        return tuple(check_layers(v, None))
+        return layer_list(v)
 
     def layer_numbers(self, n_layers: int) -> list[int]:
         """The layers for a model with ``n_layers`` blocks (ConfigError if one is out of range)."""
@@ -133,7 +146,45 @@ class TruncateSpec(_Spec):
     k: int = Field(ge=0)
 
 
-PartSpec = Annotated[LeaceSpec | ClampSpec | SAESpec | TruncateSpec, Field(discriminator="kind")]
+class LearnedSpec(LearnedTraining):
+    """A learned intervention (:mod:`mechinterp.interventions.learned`): its form, sites and budget, where it acts,
+    and how it is trained (the fields of :class:`~mechinterp.interventions.learned.LearnedTraining`)."""
+
+    kind: Literal["learned"] = "learned"
+    method: Literal["steer", "subspace"] = "steer"
+    layers: tuple[int, ...] | str
+    rank: int = Field(default=1, ge=1)
+    budget: float = Field(default=0.05, gt=0, allow_inf_nan=False)
+    where: Where = "pre_disambiguator"
+    n_words: int = Field(default=2, ge=1)
+    conditions: Conditions = "all"
+    component: Component = "resid_post"
+    load: str | None = None
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        return layer_list(v)
+
+    @model_validator(mode="after")
+    def _rank_of_subspace(self) -> "LearnedSpec":
+        if self.method == "steer" and self.rank != 1:
+            raise ConfigError(f"rank={self.rank} applies to method=subspace; a steering vector has no rank")
+        return self
+
+    def layer_numbers(self, n_layers: int) -> list[int]:
+        """The layers for a model with ``n_layers`` blocks (ConfigError if one is out of range)."""
+        return check_layers(self.layers, n_layers)
+
+    def training(self, **override: Any) -> LearnedTraining:
+        """The training settings of this spec; ``override`` replaces fields the spec did not set itself."""
+        fields = set(LearnedTraining.model_fields)
+        mine = self.model_dump(include=fields)
+        mine.update({k: v for k, v in override.items() if k in fields and k not in self.model_fields_set})
+        return LearnedTraining.model_validate(mine)
+
+
+PartSpec = Annotated[LeaceSpec | ClampSpec | SAESpec | TruncateSpec | LearnedSpec, Field(discriminator="kind")]
 
 
 class InterventionSpec(_Spec):
@@ -143,8 +194,8 @@ class InterventionSpec(_Spec):
     parts: tuple[PartSpec, ...] = Field(min_length=1)
 
 
-_LISTS = {"fit", "features"}
-_KINDS = ("leace", "clamp", "sae", "truncate")
+_LISTS = {"fit", "features", "train_stories", "heldout_stories"}
+_KINDS = ("leace", "clamp", "sae", "truncate", "learned")
 _PART_SPLIT = re.compile(r"\+(?=\s*(?:{})\s*(?::|$))".format("|".join(_KINDS)))
 
 
@@ -152,13 +203,16 @@ def _parse_part(text: str) -> dict[str, Any]:
     kind, sep, rest = text.strip().partition(":")
     kind = kind.strip()
     if kind not in _KINDS:
-        raise ConfigError(f"intervention {text!r}: unknown kind {kind!r} (choose leace, clamp, sae, truncate)")
+        raise ConfigError(f"intervention {text!r}: unknown kind {kind!r} (choose {', '.join(_KINDS)})")
     d: dict[str, Any] = {"kind": kind}
     for item in filter(None, (p.strip() for p in rest.split(","))) if sep else []:
         key, eq, val = item.partition("=")
         if not eq:
             raise ConfigError(f"intervention {text!r}: {item!r} is not key=value")
         key = key.strip()
+        if key == "kind":
+            raise ConfigError(f"intervention {text!r}: the kind comes before ':' ({kind}:...), not as a key; "
+                              "a learned intervention's form is method=steer or method=subspace")
         d[key] = [v for v in val.split("/") if v] if key in _LISTS else val.strip()
     return d
 
@@ -252,6 +306,11 @@ def _name_from_fields(p: dict[str, Any]) -> str:
         return f"sae-{p.get('mode', 'ablate')}-{p.get('remove', 'ambiguous')}"
     if k == "truncate":
         return f"truncate-k{p.get('k', '?')}"
+    if k == "learned":
+        layers = p.get("layers", [])
+        layers = layers if isinstance(layers, str) else format_layers(int(x) for x in layers)
+        rank = f"-r{p['rank']}" if p.get("method") == "subspace" and "rank" in p else ""
+        return f"learned-{p.get('method', 'steer')}{rank}@{layers}-kl{p.get('budget', 0.05)}"
     return str(k)
 
 
@@ -335,6 +394,17 @@ def build_part(model: "Model", spec: PartSpec, suite: "Suite", backend: "Backend
             raise ConfigError(f"clamp layer {spec.layer} is out of range (model has layers 0-{model.n_layers - 1})")
         site = Site(spec.layer, spec.component)
         return fit_clamp(_fit_data(model, spec, suite, [site], backend, cache), site, spec.target, scope, spec.shift)
+    if isinstance(spec, LearnedSpec):
+        sites = [Site(L, spec.component) for L in spec.layer_numbers(model.n_layers)]
+        if spec.load:
+            saved = LearnedIntervention.load(spec.load, model)
+            if saved.method != spec.method or [str(s) for s in saved.sites] != [str(s) for s in sites]:
+                raise ConfigError(f"the learned intervention in {spec.load} is a {saved.method} edit at "
+                                  f"{', '.join(map(str, saved.sites))}, not the spec's {spec.method} at "
+                                  f"{', '.join(map(str, sites))}")
+            return saved.placed(scope)
+        return fit_learned(model, suite, spec.method, sites, spec.budget, spec.rank, spec.where, spec.n_words,
+                           spec.conditions, spec.training())
     if isinstance(spec, SAESpec):
         sae = load_sae(spec.sae)
         sae.check_model(model)
