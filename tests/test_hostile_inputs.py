@@ -197,7 +197,7 @@ TOO_LONG: dict[str, list[str]] = {
     "evaluate": ["evaluate", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
     "cache": ["cache", "--model", "{short}", "--suite", "mvrr", "--out-dir", "{tmp}/cache", "--shard-size", "2",
               "--sites", "resid_post@0:region=verb/last"],
-    "patch": ["patch", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--no-heads"],
+    "patch": ["patch", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
     "readings": ["readings", "--model", "{short}", "--suite", "mvrr", "--out", "{out}"],
     "collapse": ["collapse", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--naturalstories", "none"],
     "compare": ["compare", "--model", "{short}", "--suite", "mvrr", "--out", "{out}", "--linking", "{tmp}/link.json"],
@@ -282,7 +282,7 @@ def cli_cases() -> dict[str, list[str]]:
                                  "--sites", spec]
     for name, spec in BAD_INTERVENTION_SPECS.items():
         cases[f"intervention:{name}"] = ["collapse", "--model", "{model}", "--suite", "mvrr", "--out", "{out}",
-                                         "--naturalstories", "none", "--readings", "none", "--intervention", spec]
+                                         "--naturalstories", "none", "--intervention", spec]
     for name in BAD_SWEEPS:
         cases[f"sweep:{name}"] = ["sweep", f"{{tmp}}/sweeps/{name}.toml"]
     for name, argv in TOO_LONG.items():
@@ -434,9 +434,8 @@ def test_hostile_input_is_one_line(case, sandbox, capsys, monkeypatch):
 def test_suite_that_fits_runs_on_the_short_model(sandbox, capsys):
     """The context check looks at the items a command runs: the first two MV/RR items fit the short model."""
     tmp, out, values = sandbox
-    rc, err = run_main(fill(["patch", "--model", "{short}", "--suite", "mvrr", "--items", "2", "--no-heads",
-                             "--method", "exact", "--out", "{tmp}/p.csv", "--sweep", "resid_pre@0:region=verb/last"],
-                            values), capsys)
+    rc, err = run_main(fill(["patch", "--model", "{short}", "--suite", "mvrr", "--items", "2", "--out", "{tmp}/p.csv",
+                             "--sweep", "resid_pre@0:region=verb/last"], values), capsys)
     assert rc == 0, err
     assert (tmp / "p.csv").exists()
 
