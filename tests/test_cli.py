@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from conftest import refused
 from mechinterp.cli import main
@@ -61,6 +62,7 @@ def test_models_command_lists_registry(capsys):
     assert "gemma3-270m" in text and "smollm2-135m" in text
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_surprisal_whitespace_trailing_moves_the_whitespace(tiny_dirs, tiny_suites, tmp_path):
     base = ["surprisal", "--model", str(tiny_dirs["llama"]), "--suite", str(tiny_suites["npz2"])]
     assert main(base + ["--out", str(tmp_path / "lead.csv")]) == 0
@@ -74,6 +76,7 @@ def test_surprisal_whitespace_trailing_moves_the_whitespace(tiny_dirs, tiny_suit
     assert read_provenance(tmp_path / "lead.csv")["extra"]["surprisal_config"]["whitespace"] == "leading"
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_effects_rois_choose_the_rows_and_are_range_checked(tiny_dirs, tiny_suites, tmp_path, capsys):
     argv = ["effects", "--model", str(tiny_dirs["llama"]), "--suite", str(tiny_suites["npz2"]), "--n-boot", "50"]
     items = tmp_path / "items.csv"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import refused
 from mechinterp.cli import main
 from mechinterp.locate.cache import ActivationCache
 from mechinterp.locate.sites import RegionPos, Site
+
+# many small forward passes of the tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_conditions_limit_what_is_cached(tiny_dirs, tiny_suites, tmp_path, capsys):

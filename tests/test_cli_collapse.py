@@ -4,6 +4,7 @@ collapse factor, the construction order's ROI and the SAP subset change the tabl
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from conftest import NATURAL_STORIES, refused
 from mechinterp.cli import main
@@ -11,16 +12,19 @@ from mechinterp.compare.humans import load_natural_stories
 from mechinterp.explore.demo import small_link
 from mechinterp.provenance import read_provenance
 
+# many small forward passes of the tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_collapse_readings_samples_and_factor(tiny_dirs, tiny_suites, tmp_path, capsys):
     base = ["collapse", "--model", str(tiny_dirs["llama"]), "--suite", str(tiny_suites["npz2"]),
             "--naturalstories", "none"]
     out = tmp_path / "w.csv"
-    assert main(base + ["--out", str(out), "--readings", "sampled", "--samples", "2", "--collapse-factor", "1",
+    assert main(base + ["--out", str(out), "--readings", "sampled", "--samples", "1", "--collapse-factor", "1",
                         "--seed", "3"]) == 0
     readings = pd.read_csv(tmp_path / "w.readings.csv")
     assert set(readings["method"]) == {"exact", "sampled"}
-    assert (readings.loc[readings["method"] == "sampled", "n_samples"] == 2).all()
+    assert bool((readings.loc[readings["method"] == "sampled", "n_samples"] == 1).all())  # default 10
     eff = pd.read_csv(tmp_path / "w.efficacy.csv")
     assert bool((eff["factor"] == 1.0).all())
     # a factor of 1 counts an unchanged P(dispreferred) (the original's ratio of exactly 1) as a collapse;
@@ -40,7 +44,7 @@ def test_compare_order_roi_subset_and_readings(tiny_model, tiny_dirs, tiny_suite
     link = tmp_path / "link.json"
     small_link(tiny_model, load_natural_stories(NATURAL_STORIES), [1], 40).save(link)
     base = ["compare", "--model", str(tiny_dirs["llama"]), "--suite", str(tiny_suites["classic3"]),
-            "--linking", str(link), "--n-boot", "50"]
+            "--linking", str(link), "--naturalstories", "none", "--n-boot", "50"]
     a = tmp_path / "a.csv"
     assert main(base + ["--out", str(a), "--readings", "none", "--order-roi", "2", "--subset", "ClassicGP"]) == 0
     order = pd.read_csv(tmp_path / "a.order.csv")
@@ -56,8 +60,8 @@ def test_compare_order_roi_subset_and_readings(tiny_model, tiny_dirs, tiny_suite
     assert list(pd.read_csv(tmp_path / "b.order.csv").query("primary")["roi"]) == [1]  # the default order ROI
 
     # the human effects come from --subset: another SAP subset has none of these constructions
-    line = refused(base + ["--out", str(b), "--subset", "RelativeClause"], capsys)
-    assert "no effects for constructions" in line and "NP/Z" in line
+    line = refused(base + ["--out", str(b), "--subset", "RelativeClause", "--model", "not-loaded"], capsys)
+    assert "--subset RelativeClause" in line and "no effects for constructions" in line and "NP/Z" in line
     assert "no subset 'Nope'" in refused(base + ["--out", str(b), "--subset", "Nope"], capsys)
     assert "--order-roi" in refused(base + ["--out", str(b), "--order-roi", "5"], capsys)
     assert "--samples" in refused(base + ["--out", str(b), "--samples", "0"], capsys)

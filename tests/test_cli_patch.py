@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from mechinterp.cli import main
 from mechinterp.provenance import read_provenance
+
+# many small forward passes of the tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 KEY = ["item", "layer", "component", "head", "position", "direction"]
 

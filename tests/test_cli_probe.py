@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from mechinterp.cli import main
 from mechinterp.probes import ProbeArtifact
 from mechinterp.provenance import read_provenance
+
+# many small forward passes of the tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _job(store) -> tuple[dict, dict[str, ProbeArtifact], pd.DataFrame]:

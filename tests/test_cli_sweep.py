@@ -10,6 +10,9 @@ from conftest import refused
 from mechinterp.cli import main
 from mechinterp.sweeps import ResultsStore
 
+# many small forward passes of the tiny models: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_sweep_store_executor_ray_options_and_dry_run(tiny_dirs, tiny_suites, tmp_path, capsys, monkeypatch):
     ray = pytest.importorskip("ray")

@@ -68,6 +68,7 @@ def test_demo_on_default_model_quick(tmp_path, capsys):
     assert bool((eff[eff["roi"] == 0]["effect_bits"] > 0).all())
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--model", str(tiny_dirs["llama"]), "--quick", "--items", "1", "--suite", str(tiny_suites["npz2"]),

@@ -24,7 +24,7 @@ def sae_dir(tiny_dirs, tmp_path_factory):
                # options other than their defaults, each checked where the SAE records it
                "--component", "resid_mid", "--context-size", "24", "--dead-feature-window", "7",
                "--holdout-fraction", "0.2", "--lr", "0.002", "--lr-end-fraction", "0.5", "--lr-warm-up-steps", "2",
-               "--model-batch-size", "4", "--seed", "5"])
+               "--model-batch-size", "64", "--seed", "5"])
     assert rc == 0
     return out
 
@@ -51,11 +51,12 @@ def test_train_options_reach_the_sae(sae_dir):
     assert training["site"] == {"layer": 1, "component": "resid_mid"}
     config = training["provenance"]["config"]
     want = {"context_size": 24, "dead_feature_window": 7, "holdout_fraction": 0.2, "lr": 0.002,
-            "lr_end_fraction": 0.5, "lr_warm_up_steps": 2, "model_batch_size": 4, "seed": 5}
+            "lr_end_fraction": 0.5, "lr_warm_up_steps": 2, "model_batch_size": 64, "seed": 5}
     assert {k: config[k] for k in want} == want
     assert training["provenance"]["seed"] == 5
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_features_options(sae_dir, tiny_dirs, tiny_suites, tmp_path, capsys):
     base = ["sae", "features", "--model", str(tiny_dirs["llama"]), "--suite", str(tiny_suites["npz2"]),
             "--sae", str(sae_dir), "--permutations", "200", "--no-attribution", "--no-readings"]
@@ -89,6 +90,7 @@ def test_features_options(sae_dir, tiny_dirs, tiny_suites, tmp_path, capsys):
     assert "min_active_items" in refused(base + ["--out", str(tmp_path / "x.csv"), "--min-active", "0"], capsys)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_card_options(sae_dir, tiny_model, tiny_dirs, tiny_suites, tmp_path, capsys, monkeypatch):
     import mechinterp.cli.sae as sae_cli
     import mechinterp.saes.cards as cards

@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     human_items = load_sap_effects(args.human, args.subset, "item")
     ceiling = noise_ceiling(args.human)
     suite = common.get_suite(args.suite)
+    missing = sorted(set(suite.constructions) - set(human["construction"]))
+    if missing:  # before any forward pass
+        raise ConfigError(f"--subset {args.subset}: the SAP human data have no effects for constructions {missing} "
+                          f"of suite {suite.name!r} (the built-in constructions are in ClassicGP)")
     model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     descriptions = {}
