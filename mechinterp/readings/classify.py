@@ -135,9 +135,22 @@ def np_head(p: FrameParse) -> Any:
 
 
 def inside_np(p: FrameParse, tok: Any) -> bool:
-    """``tok`` belongs to the critical noun phrase (a modifier, a relative clause or an apposition of it)."""
+    """``tok`` belongs to the critical noun phrase (a modifier, a relative clause or an apposition of it): its
+    head chain reaches the noun phrase's head without leaving through a clause-level arc (a verb attached to
+    the noun as a conjunct, complement or adverbial clause, as when the parser makes a fragment's noun the
+    root)."""
     head = np_head(p)
-    return head.pos_ in ("NOUN", "PROPN", "PRON", "NUM") and head.left_edge.i <= tok.i <= head.right_edge.i
+    if head.pos_ not in ("NOUN", "PROPN", "PRON", "NUM"):
+        return False
+    t = tok
+    while t != head:
+        if t.head == t:
+            return False
+        if t.head == head and (t.dep_ in ("ccomp", "advcl", "parataxis", "punct")
+                               or (t.dep_ == "conj" and t.pos_ in ("VERB", "AUX"))):
+            return False
+        t = t.head
+    return True
 
 
 def closing_comma(p: FrameParse) -> int | None:
