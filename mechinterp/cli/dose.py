@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--naturalstories: the learned intervention needs Natural Stories (its KL budget is "
                           "measured there); give a directory or 'shipped'")
     suite = common.get_suite(args.suite)
-    model = common.get_model(args)
+    model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     forms = forms_from_args(args, model.n_layers)
     cfg = SurprisalConfig(batch_size=args.batch_size)
