@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechinterp.compare.humans import load_natural_stories
+from mechinterp.compare.humans import NaturalStories, load_natural_stories
+from mechinterp.compare.linking import LinkingFit, fit_natural_stories
 from mechinterp.errors import ConfigError
 from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
+from mechinterp.surprisal import SurprisalConfig
 from mechinterp.tables import check_out_path, write_table
 from mechinterp.tokenization import check_context
 
@@ -150,3 +152,32 @@ def provenance(
 def write(df: pd.DataFrame, path: Path, prov: Provenance) -> None:
     write_table(df, path, prov)
     print(f"wrote {len(df)} rows to {path} (provenance: {path.name}.provenance.json)")
+
+
+def linking_fit(args: argparse.Namespace, model: Model, corpus: "NaturalStories | None",
+                config: SurprisalConfig) -> LinkingFit:
+    """The surprisal-to-ms link of a run: ``--linking`` (a saved fit, refused when it was made for another
+    model) or, without it, a fit on ``corpus`` (only the stories of ``--link-stories`` when given).
+
+    Args:
+        args: the command line (``--linking``, ``--link-stories``).
+        model: the model the link is for.
+        corpus: Natural Stories (needed when no saved fit is given).
+        config: how to score the corpus.
+    """
+    if args.linking:
+        fit = LinkingFit.load(args.linking)
+        if fit.model and fit.model.get("weights_sha256") != model.weights_sha256:
+            raise ConfigError(f"the linking fit {args.linking} was made for another model ({fit.model.get('name')})")
+        return fit
+    if corpus is None:
+        raise ConfigError("the surprisal-to-ms link needs Natural Stories: give --naturalstories or --linking")
+    print("fitting the surprisal-to-ms link on Natural Stories ...")
+    if args.link_stories:
+        try:
+            stories = [int(x) for x in args.link_stories.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--link-stories must be comma-separated story numbers, got {args.link_stories!r}") from exc
+        corpus = corpus.subset(stories)
+    fit, _ = fit_natural_stories(model, corpus, config)
+    return fit

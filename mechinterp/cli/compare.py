@@ -12,7 +12,6 @@ from mechinterp.cli.collapse import RUN_DEFAULTS, add_common, collapse_from_args
 from mechinterp.compare.figures import write_compare_report
 from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
 from mechinterp.compare.likeness import compare
-from mechinterp.compare.linking import LinkingFit, fit_natural_stories
 from mechinterp.errors import ConfigError
 from mechinterp.surprisal import SurprisalConfig
 from mechinterp.tables import check_out_path, read_table
@@ -84,21 +83,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _, res = collapse_from_args(args, model, suite)
         words_df, side, descriptions, efficacy = res.words, res.side_effects, res.descriptions, res.efficacy
-    if args.linking:
-        fit = LinkingFit.load(args.linking)
-        if fit.model and fit.model.get("weights_sha256") != model.weights_sha256:
-            raise ConfigError(f"the linking fit {args.linking} was made for another model ({fit.model.get('name')})")
-    else:
-        print("fitting the surprisal-to-ms link on Natural Stories ...")
-        corpus = common.natural_stories_arg(args.naturalstories)
-        assert corpus is not None
-        if args.link_stories:
-            try:
-                stories = [int(x) for x in args.link_stories.split(",") if x.strip()]
-            except ValueError as exc:
-                raise ConfigError(f"--link-stories must be comma-separated story numbers, got {args.link_stories!r}") from exc
-            corpus = corpus.subset(stories)
-        fit, _ = fit_natural_stories(model, corpus, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
+    corpus = None if args.linking else common.natural_stories_arg(args.naturalstories)
+    fit = common.linking_fit(args, model, corpus, SurprisalConfig(backend=args.backend, batch_size=args.batch_size))
     if args.save_linking:
         fit.save(args.save_linking)
     cmp = compare(words_df, suite, fit, human, human_items, ceiling, side, order_roi=args.order_roi,

@@ -10,7 +10,6 @@ import pandas as pd
 from mechinterp.cli import common
 from mechinterp.cli.options import add_config_options, config_fields
 from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
-from mechinterp.compare.linking import LinkingFit, fit_natural_stories
 from mechinterp.errors import ConfigError
 from mechinterp.interventions.dose import DEFAULT_BUDGETS, dose_figure, dose_response, write_figure
 from mechinterp.interventions.learned import LearnedTraining
@@ -100,20 +99,7 @@ def run(args: argparse.Namespace) -> int:
     common.seed_everything(args.seed)
     forms = forms_from_args(args, model.n_layers)
     cfg = SurprisalConfig(batch_size=args.batch_size)
-    if args.linking:
-        link = LinkingFit.load(args.linking)
-        if link.model and link.model.get("weights_sha256") != model.weights_sha256:
-            raise ConfigError(f"the linking fit {args.linking} was made for another model ({link.model.get('name')})")
-    else:
-        print("fitting the surprisal-to-ms link on Natural Stories ...")
-        link_corpus = corpus
-        if args.link_stories:
-            try:
-                stories = [int(x) for x in args.link_stories.split(",") if x.strip()]
-            except ValueError as exc:
-                raise ConfigError(f"--link-stories must be comma-separated story numbers, got {args.link_stories!r}") from exc
-            link_corpus = corpus.subset(stories)
-        link, _ = fit_natural_stories(model, link_corpus, cfg)
+    link = common.linking_fit(args, model, corpus, cfg)
     sap = suite.name == f"items_{HUMAN_SUBSET}"  # by-item human effects exist for the SAP items only
     res = dose_response(model, suite, forms, args.budgets, corpus, link, published_effects(HUMAN_SUBSET),
                         load_sap_effects(None, HUMAN_SUBSET, "item") if sap else None,
