@@ -379,3 +379,13 @@ def test_erasure_and_clamp_on_smollm2(smollm2):
     torch.testing.assert_close(edited[~scoped], base[~scoped])
     words = suite_surprisal_under(smollm2, test_s, compose(er, clamp))
     assert words["surprisal_bits"].notna().all()
+
+
+@pytest.mark.parametrize("text", ["clamp:layer=0,shift=nan", "clamp:layer=0,shift=inf", "=clamp:layer=0",
+                                  " =clamp:layer=0"])
+def test_spec_refuses_non_finite_numbers_and_empty_names(text):
+    from mechinterp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        parse_spec(text)
+    assert "\n" not in str(exc.value)

@@ -74,7 +74,7 @@ Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class FittedSpec(_Spec):
@@ -268,6 +268,9 @@ def _parse_text(text: str, file: str | None) -> InterventionSpec:
             head, eq, tail = text.partition("=")
             if eq and ":" not in head and "," not in head:
                 name, text = head.strip(), tail
+                if not name:
+                    raise ConfigError(f"intervention {text!r}: the name before '=' is empty (give NAME=SPEC or the "
+                                      "spec alone)")
             raw = {"name": name, "parts": [_parse_part(p) for p in _PART_SPLIT.split(text)]}
         if not raw.get("name"):
             raw["name"] = "+".join(_default_name(p) if isinstance(p, dict) else "?" for p in raw["parts"])
