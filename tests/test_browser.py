@@ -141,7 +141,7 @@ def test_pick_item_and_switch_intervention_on(server, browser, tiny_model):
     expect(page.get_by_text("When the fans cheered the team scored").first).to_be_visible(timeout=LONG)
     expect(page.locator("[data-testid='stMetric']").filter(has_text="scored").first).to_be_visible(timeout=LONG)
 
-    # go to the Collapse page and switch the (default) clamp intervention on
+    # go to the Collapse page and switch the default intervention (commit to the preferred reading) on
     sidebar.get_by_role("link", name="Collapse").click()
     expect(page.get_by_role("heading", name=PAGES["collapse"])).to_be_visible(timeout=LONG)
     expect(page.get_by_text("The intervention is off")).to_be_visible(timeout=LONG)
@@ -150,7 +150,8 @@ def test_pick_item_and_switch_intervention_on(server, browser, tiny_model):
     expect(banner).to_be_visible(timeout=LONG)
     wait_idle(page)
     spec = banner.locator("code").inner_text().strip()
-    assert spec.startswith(f"clamp:layer={tiny_model.n_layers // 2},target=unambiguous")
+    assert spec.startswith(f"clamp:layer={tiny_model.n_layers // 2},target=preferred")
+    assert spec.endswith("fit=readings")
 
     # what the page shows = the same intervention fitted and scored here
     suite = load_suite("npz")
@@ -158,7 +159,12 @@ def test_pick_item_and_switch_intervention_on(server, browser, tiny_model):
     base = compute.item_effects(compute.item_words(tiny_model, suite, item), suite, item)
     iv = compute.build_intervention(tiny_model, spec, suite)
     new = compute.item_effects(compute.item_words(tiny_model, suite, item, iv), suite, item)
-    metrics = page.locator("[data-testid='stMetric']")
+    reading = page.locator("[data-testid='stMetric']").filter(has_text="P(dispreferred reading)")
+    shift = compute.reading_shift(compute.item_readings(tiny_model, suite, item),
+                                  compute.item_readings(tiny_model, suite, item, iv))
+    p_after = shift.loc[shift["ambiguous"], "P(dispreferred) after"].iloc[0]
+    assert reading.count() == 1 and f"{p_after:.3f}" in reading.inner_text()
+    metrics = page.locator("[data-testid='stMetric']").filter(has_text="ROI")
     assert metrics.count() == len(base) == 3
     for k in range(3):
         text = metrics.nth(k).inner_text()
