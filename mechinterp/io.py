@@ -25,6 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from safetensors.torch import load_file
+
+from mechinterp.errors import CacheError
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -145,3 +149,33 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_saved_tensors(directory: "str | Path", what: str, tensors_file: str, meta_file: str,
+                       format_version: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a fitted object saved as a safetensors file plus a JSON metadata file in ``directory``.
+
+    Args:
+        directory: where :func:`atomic_dir` wrote it.
+        what: what it is, for the error messages ("probe", "learned intervention").
+        tensors_file: the safetensors file's name.
+        meta_file: the JSON file's name (its ``format_version`` must equal ``format_version``).
+        format_version: the version this code reads.
+
+    Returns:
+        ``(metadata, tensors)``. CacheError (one line, naming the directory) when a file is missing or unreadable
+        or the version differs.
+    """
+    directory = Path(directory)
+    tfile, mfile = directory / tensors_file, directory / meta_file
+    if not tfile.exists() or not mfile.exists():
+        raise CacheError(f"{directory} is not a saved {what} (needs {tensors_file} and {meta_file})")
+    try:
+        meta = json.loads(mfile.read_text())
+        tensors = load_file(str(tfile))
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{what} in {directory} is unreadable: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != format_version:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CacheError(f"{what} in {directory} has format version {found}, expected {format_version}")
+    return meta, tensors

@@ -62,11 +62,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from mechinterp.compare.humans import NaturalStories, load_natural_stories
-from mechinterp.errors import CacheError, ConfigError
+from mechinterp.errors import ConfigError
 from mechinterp.forward import pad_batch
 from mechinterp.interventions.base import (
     AllPositions,
@@ -78,7 +78,7 @@ from mechinterp.interventions.base import (
     Where,
     apply_interventions,
 )
-from mechinterp.io import atomic_dir
+from mechinterp.io import atomic_dir, read_saved_tensors
 from mechinterp.locate.hooks import read_sites
 from mechinterp.locate.sites import Site
 from mechinterp.probes.labels import readings as reading_names
@@ -221,17 +221,7 @@ class LearnedIntervention(Intervention):
                 :meth:`placed`, as ``learned:load=DIR`` specs do).
         """
         directory = Path(directory)
-        tfile, mfile = directory / TENSORS_FILE, directory / META_FILE
-        if not tfile.exists() or not mfile.exists():
-            raise CacheError(f"{directory} is not a saved learned intervention (needs {TENSORS_FILE} and {META_FILE})")
-        try:
-            meta = json.loads(mfile.read_text())
-            flat = load_file(str(tfile))
-        except (OSError, ValueError) as exc:
-            raise CacheError(f"learned intervention in {directory} is unreadable: {exc}") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CacheError(f"learned intervention in {directory} has format version {meta.get('format_version')}, "
-                             f"expected {FORMAT_VERSION}")
+        meta, flat = read_saved_tensors(directory, "learned intervention", TENSORS_FILE, META_FILE, FORMAT_VERSION)
         info = meta.get("info") or {}
         trained_on = (info.get("model") or {}).get("weights_sha256")
         if trained_on and trained_on != model.weights_sha256:

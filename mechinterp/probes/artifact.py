@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from mechinterp.errors import CacheError, ConfigError
-from mechinterp.io import atomic_dir
+from mechinterp.io import atomic_dir, read_saved_tensors
 from mechinterp.locate.sites import RegionPos, Site, TokenPos
 
 FORMAT_VERSION = 1
@@ -191,16 +191,7 @@ class ProbeArtifact:
     @classmethod
     def load(cls, directory: str | Path) -> "ProbeArtifact":
         directory = Path(directory)
-        tfile, mfile = directory / TENSORS_FILE, directory / META_FILE
-        if not tfile.exists() or not mfile.exists():
-            raise CacheError(f"{directory} is not a saved probe (needs {TENSORS_FILE} and {META_FILE})")
-        try:
-            meta = json.loads(mfile.read_text())
-            tensors = load_file(str(tfile))
-        except (OSError, ValueError) as exc:
-            raise CacheError(f"probe in {directory} is unreadable: {exc}") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CacheError(f"probe in {directory} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}")
+        meta, tensors = read_saved_tensors(directory, "probe", TENSORS_FILE, META_FILE, FORMAT_VERSION)
         missing = {"coef", "mean", "scale"} - set(tensors)
         if missing:
             raise CacheError(f"probe in {directory} lacks tensors {sorted(missing)}")
