@@ -8,8 +8,9 @@ token) for batches of tokenized sentences; :func:`read_batch` returns full ``[ba
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import torch
 from jaxtyping import Float
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from mechinterp.errors import ConfigError, RegionError
 from mechinterp.forward import batches, pad_batch
-from mechinterp.locate.hooks import head_contribution, layout_of, read_sites, run_until
+from mechinterp.locate.hooks import head_contribution, layout_of, read_sites, run_until, write_site
 from mechinterp.locate.sites import Component, RegionPos, Site, resolve_positions
 from mechinterp.tokenization import TokenizedText
 
@@ -52,12 +53,21 @@ def _stop(keys: Iterable[Key]) -> tuple[int, bool]:
     return last, only_pre
 
 
-def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
+def _read_hf(model: "Model", inputs: dict[str, Tensor], keys: list[Key],
+             each: Callable[[Key, Tensor], None] | None = None) -> dict[Key, Tensor]:
     sites = [Site(L, c, None, h) for L, c, h in keys]
     last, before = _stop(keys)
-    with read_sites(model, sites) as caps:
+    if each is None:
+        with read_sites(model, sites) as caps:
+            run_until(model, last, before=before, **inputs)
+        return {s.key: caps[s].value for s in sites}
+    # handed over inside the hook (a write function that returns None changes nothing), so the full
+    # activation can be freed as soon as the caller has taken what it needs
+    with ExitStack() as stack:
+        for s in sites:
+            stack.enter_context(write_site(model, s, lambda x, k=s.key: each(k, x.detach())))
         run_until(model, last, before=before, **inputs)
-    return {s.key: caps[s].value for s in sites}
+    return {}
 
 
 def _read_tl(model: "Model", inputs: dict[str, Tensor], keys: list[Key]) -> dict[Key, Tensor]:
@@ -123,19 +133,38 @@ _READERS = {"hf": _read_hf, "transformer_lens": _read_tl, "nnsight": _read_nnsig
 
 
 def read_batch(
-    model: "Model", batch: Any, sites: Sequence[Site], backend: "Backend" = "hf"
+    model: "Model", batch: Any, sites: Sequence[Site], backend: "Backend" = "hf",
+    each: Callable[[Site, Tensor], None] | None = None,
 ) -> dict[Site, Float[Tensor, "batch seq d"]]:
     """Full ``[batch, seq, d_model]`` activations of ``sites`` (positions ignored) for a padded
-    :class:`~mechinterp.forward.Batch`, stopping after the last layer needed."""
+    :class:`~mechinterp.forward.Batch`, stopping after the last layer needed.
+
+    With ``each``, every activation is handed to ``each(site, activation)`` instead and nothing is returned
+    (on the HF backend from inside the forward pass, so the caller can keep only the rows it needs)."""
     if backend not in _READERS:
         raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(_READERS)}")
     for s in sites:
         s.check(model)
     keys = list(dict.fromkeys(s.key for s in sites))
+    by_key: dict[Key, list[Site]] = {}
+    for s in sites:
+        by_key.setdefault(s.key, []).append(s)
     inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
     with torch.no_grad():
-        got = _READERS[backend](model, inputs, keys)
-    return {s: got[s.key] for s in sites}
+        if each is None:
+            got = _READERS[backend](model, inputs, keys)
+            return {s: got[s.key] for s in sites}
+
+        def hand_over(k: Key, x: Tensor) -> None:
+            for s in by_key[k]:
+                each(s, x)
+
+        if backend == "hf":
+            _read_hf(model, inputs, keys, hand_over)
+        else:
+            for k, x in _READERS[backend](model, inputs, keys).items():
+                hand_over(k, x)
+    return {}
 
 
 @dataclass(frozen=True)
@@ -155,44 +184,29 @@ def _row_tokens(site: Site, seq: TokenizedText, suite: "Suite | None") -> list[i
 
 @dataclass(frozen=True)
 class _RowPlan:
-    """Where one position's rows are in a padded batch: gather ``act[batch_rows, token_cols]``; ``rows`` holds
-    each row's (sequence, token) (token ``-1`` for a ``mean`` row), ``seq`` each gathered token's sequence, and
-    for ``mean``, ``segment`` maps each gathered token to its output row."""
+    """Where one position's rows are, in a padded batch and in the output: gather ``act[batch_rows,
+    token_cols]`` and put the result at output rows ``dest`` (for ``mean``, ``segment`` maps each gathered
+    token to its place in ``dest`` first)."""
 
     batch_rows: Tensor
     token_cols: Tensor
-    seq: Tensor
-    rows: list[tuple[int, int]]
+    dest: Tensor
     segment: Tensor | None
 
 
-def _row_plan(site: Site, batch: Any, ids: Sequence[int], chunk: Sequence[TokenizedText], suite: "Suite | None",
-              missing: Literal["raise", "skip"]) -> _RowPlan:
-    mean = isinstance(site.position, RegionPos) and site.position.which == "mean"
-    b_idx: list[int] = []
-    t_idx: list[int] = []
-    seq: list[int] = []
-    seg: list[int] = []
-    rows: list[tuple[int, int]] = []
-    for b, (j, s) in enumerate(zip(ids, chunk)):
+def _positions(site: Site, seqs: Sequence[TokenizedText], suite: "Suite | None",
+               missing: Literal["raise", "skip"]) -> list[list[int] | None]:
+    """Each sequence's token indices for ``site``'s position (None: region missing or empty, skipped)."""
+    out: list[list[int] | None] = []
+    for s in seqs:
         try:
-            toks = _row_tokens(site, s, suite)
+            out.append(_row_tokens(site, s, suite))
         except RegionError:
             if missing == "skip":
+                out.append(None)
                 continue
             raise
-        off = batch.offsets[b]
-        b_idx += [b] * len(toks)
-        t_idx += [off + t for t in toks]
-        if mean:
-            seg += [len(rows)] * len(toks)
-            seq.append(j)
-            rows.append((j, -1))
-        else:
-            seq += [j] * len(toks)
-            rows += [(j, t) for t in toks]
-    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return _RowPlan(as_long(b_idx), as_long(t_idx), as_long(seq), rows, as_long(seg) if mean else None)
+    return out
 
 
 def collect_rows(
@@ -207,47 +221,77 @@ def collect_rows(
     """Like :func:`collect`, also returning which (sequence, token) each row came from. With
     ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it.
 
-    Each site's rows of a batch are taken with one gather (sites at the same position share the index), and
-    each site's rows are put back in sequence order once, at the end."""
+    Every row's place in the output (sequence order, tokens in order) is known before the forward pass, so each
+    site's rows of a batch are taken with one gather (sites at the same position share the index) and written
+    straight to their place. On the HF backend the gather happens inside the hook, so a full ``[batch, seq,
+    d_model]`` activation is never kept."""
     if not sites:
         raise ConfigError("no sites to collect")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    # batches of similar length (less padding); results go back to sequence order
+    d = model.d_model
+    by_pos = {s.position: s for s in sites}
+    toks = {p: _positions(s, seqs, suite, missing) for p, s in by_pos.items()}
+    mean = {p: isinstance(p, RegionPos) and p.which == "mean" for p in by_pos}
+    first: dict[Any, list[int]] = {}  # each sequence's first output row, per position
+    rows: dict[Any, Tensor] = {}
+    for p, per_seq in toks.items():
+        starts, pairs, n = [], [], 0
+        for j, t in enumerate(per_seq):
+            starts.append(n)
+            if t is None:
+                continue
+            got = [(j, -1)] if mean[p] else [(j, k) for k in t]
+            pairs += got
+            n += len(got)
+        first[p] = starts
+        rows[p] = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+    tensors = {s: torch.empty(len(rows[s.position]), d) for s in sites}
+
+    def plan(p: Any, batch: Any, ids: Sequence[int]) -> _RowPlan:
+        b_idx: list[int] = []
+        t_idx: list[int] = []
+        dest: list[int] = []
+        seg: list[int] = []
+        for b, j in enumerate(ids):
+            t = toks[p][j]
+            if t is None:
+                continue
+            off, at = batch.offsets[b], first[p][j]
+            b_idx += [b] * len(t)
+            t_idx += [off + k for k in t]
+            if mean[p]:
+                seg += [len(dest)] * len(t)
+                dest.append(at)
+            else:
+                dest += range(at, at + len(t))
+        as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+        return _RowPlan(as_long(b_idx), as_long(t_idx), as_long(dest), as_long(seg) if mean[p] else None)
+
+    def take(pl: _RowPlan, act: Tensor) -> Tensor:
+        x = act[pl.batch_rows.to(act.device), pl.token_cols.to(act.device)].float().cpu()
+        if pl.segment is not None:
+            n = len(pl.dest)
+            sums = torch.zeros(n, x.shape[-1]).index_add_(0, pl.segment, x)
+            x = sums / torch.bincount(pl.segment, minlength=n).clamp(min=1).unsqueeze(1).float()
+        return x
+
+    # batches of similar length (less padding)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    parts: dict[Site, list[Tensor]] = {s: [] for s in sites}
-    keys: dict[Site, list[Tensor]] = {s: [] for s in sites}
-    rows: dict[Site, list[tuple[int, int]]] = {s: [] for s in sites}
+    unpositioned = list(dict.fromkeys(s.unpositioned for s in sites))
+    wanted = {u: [s for s in sites if s.unpositioned == u] for u in unpositioned}
     for idx in batches(len(order), batch_size):
         ids = [order[k] for k in idx]
-        chunk = [seqs[i] for i in ids]
-        batch = pad_batch([s.input_ids for s in chunk], model.pad_token_id, "right", device=model.device)
-        acts = read_batch(model, batch, [s.unpositioned for s in sites], backend)
-        plans: dict[Any, _RowPlan] = {}
-        for site in sites:
-            if site.position not in plans:
-                plans[site.position] = _row_plan(site, batch, ids, chunk, suite, missing)
-            plan = plans[site.position]
-            act = acts[site.unpositioned]
-            x = act[plan.batch_rows.to(act.device), plan.token_cols.to(act.device)].float().cpu()
-            if plan.segment is not None:
-                n = len(plan.rows)
-                sums = torch.zeros(n, x.shape[-1]).index_add_(0, plan.segment, x)
-                x = sums / torch.bincount(plan.segment, minlength=n).clamp(min=1).unsqueeze(1).float()
-            parts[site].append(x)
-            keys[site].append(plan.seq)
-            rows[site] += plan.rows
-    d = model.d_model
-    tensors: dict[Site, Tensor] = {}
-    out_rows: dict[Site, Tensor] = {}
-    for s in sites:
-        r = torch.tensor(rows[s], dtype=torch.long).reshape(-1, 2)
-        if not parts[s]:
-            tensors[s], out_rows[s] = torch.empty(0, d), r
-            continue
-        perm = torch.argsort(torch.cat(keys[s]), stable=True)  # sequence order; tokens stay in order
-        tensors[s], out_rows[s] = torch.cat(parts[s])[perm], r[perm]
-    return Collected(tensors=tensors, rows=out_rows)
+        batch = pad_batch([seqs[i].input_ids for i in ids], model.pad_token_id, "right", device=model.device)
+        plans = {p: plan(p, batch, ids) for p in by_pos}
+
+        def gather(u: Site, act: Tensor, plans: dict[Any, _RowPlan] = plans) -> None:
+            for s in wanted[u]:
+                pl = plans[s.position]
+                tensors[s].index_copy_(0, pl.dest, take(pl, act))
+
+        read_batch(model, batch, unpositioned, backend, gather)
+    return Collected(tensors=tensors, rows={s: rows[s.position] for s in sites})
 
 
 def collect(
