@@ -150,3 +150,43 @@ def test_backend_parity_and_definitions_gemma(gemma, npz):
     heads = sum(ref[Site(6, "head_out", pos, h)] for h in range(gemma.n_heads))
     norm = block_part(gemma, 6, "post_attention_layernorm")
     torch.testing.assert_close(norm(heads), ref[Site(6, "attn_out", pos)], rtol=1e-4, atol=1e-2)
+
+
+# ---- shared rows (share=True) -------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["hf", "transformer_lens", "nnsight"])
+def test_share_keeps_one_tensor_for_the_same_memory(tiny_model, npz, backend):
+    seqs = _seqs(tiny_model, npz, 3)
+    sites = parse_sites("resid_pre|resid_mid|resid_post@*:region=np/all+verb/last", tiny_model.n_layers)
+    plain = collect_rows(tiny_model, seqs, sites, backend, batch_size=2, suite=npz).tensors
+    shared = collect_rows(tiny_model, seqs, sites, backend, batch_size=2, suite=npz, share=True).tensors
+    for s in sites:
+        torch.testing.assert_close(shared[s], plain[s], rtol=0, atol=0, msg=str(s))
+    for pos in (RegionPos("np", "all"), RegionPos("verb", "last")):
+        for L in range(tiny_model.n_layers - 1):
+            post, pre = Site(L, "resid_post", pos), Site(L + 1, "resid_pre", pos)
+            assert shared[post] is shared[pre] and plain[post] is not plain[pre]
+    # per position: resid_pre@0, every resid_mid, and every resid_post are distinct memory
+    assert len({id(t) for t in shared.values()}) == 2 * (2 * tiny_model.n_layers + 1)
+
+
+def test_share_splits_when_memory_differs_in_a_later_batch(tiny_model, npz, monkeypatch):
+    """Sites shared after the first batch get their own copy as soon as a batch reads different memory."""
+    import mechinterp.locate.activations as act
+
+    seqs = _seqs(tiny_model, npz, 3)
+    sites = parse_sites("resid_pre|resid_post@*:region=np/all", tiny_model.n_layers)
+    plain = collect_rows(tiny_model, seqs, sites, batch_size=2, suite=npz).tensors
+    n_batches = [0]
+    real_pad, real_same = act.pad_batch, act._same_memory
+
+    def counting_pad(*a, **k):
+        n_batches[0] += 1
+        return real_pad(*a, **k)
+
+    monkeypatch.setattr(act, "pad_batch", counting_pad)
+    monkeypatch.setattr(act, "_same_memory", lambda *a: n_batches[0] == 1 and real_same(*a))
+    shared = collect_rows(tiny_model, seqs, sites, batch_size=2, suite=npz, share=True).tensors
+    assert n_batches[0] == 3
+    for s in sites:
+        torch.testing.assert_close(shared[s], plain[s], rtol=0, atol=0, msg=str(s))
+    assert len({id(t) for t in shared.values()}) == len(sites)

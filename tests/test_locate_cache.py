@@ -175,6 +175,31 @@ def test_corrupt_shard_and_manifest(tiny_model, small_suite, tmp_path):
         ActivationCache.open(tmp_path / "nowhere")
 
 
+def test_same_memory_is_stored_once(tiny_model, small_suite, tmp_path):
+    sites = parse_cache_sites("resid_pre|resid_post@*:region=verb/last", tiny_model, small_suite)
+    cache, _ = build_cache(tiny_model, small_suite, sites, tmp_path, CacheConfig(shard_size=4, batch_size=2))
+    seqs = [tokenize_condition(tiny_model, c) for it in small_suite.items for c in it.conditions]
+    want = collect(tiny_model, seqs, sites, batch_size=2, suite=small_suite)
+    for s in sites:
+        torch.testing.assert_close(cache.get(s), want[s])
+    n = tiny_model.n_layers
+    for sh in cache.manifest["shards"]:  # resid_pre@L+1 is resid_post@L: n - 1 aliases, n + 1 stored tensors
+        assert len(sh["aliases"]) == n - 1
+        with safetensors.safe_open(str(cache.root / sh["file"]), framework="pt") as f:
+            assert len(list(f.keys())) == n + 1
+    cache.verify()
+    # a cache written before aliases existed (format /1) still opens
+    plain_sites = parse_cache_sites("resid_post@*:region=verb/last", tiny_model, small_suite)
+    old, _ = build_cache(tiny_model, small_suite, plain_sites, tmp_path / "old", CacheConfig(shard_size=4, batch_size=2))
+    m_old = json.loads((old.root / "manifest.json").read_text())
+    m_old["format"] = "mechinterp-activation-cache/1"
+    for sh in m_old["shards"]:
+        sh.pop("aliases")
+    (old.root / "manifest.json").write_text(json.dumps(m_old))
+    reopened = ActivationCache.open(old.root)
+    torch.testing.assert_close(reopened.get(plain_sites[0]), want[plain_sites[0]])
+
+
 @pytest.mark.slow
 def test_cache_gemma_matches_collect(gemma, tmp_path):
     suite = subset(load_suite("npz"), 2)

@@ -217,9 +217,13 @@ def collect_rows(
     batch_size: int = 16,
     suite: "Suite | None" = None,
     missing: Literal["raise", "skip"] = "raise",
+    share: bool = False,
 ) -> Collected:
     """Like :func:`collect`, also returning which (sequence, token) each row came from. With
-    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it.
+    ``missing="skip"`` a sequence where a site's region is missing or empty contributes no row to it. With
+    ``share=True``, sites at the same position that read the very same memory in every batch (for example
+    ``resid_post`` of layer L and ``resid_pre`` of layer L+1) get one shared output tensor (``is`` the same
+    object) instead of two equal copies.
 
     Every row's place in the output (sequence order, tokens in order) is known before the forward pass, so each
     site's rows of a batch are taken with one gather (sites at the same position share the index) and written
@@ -247,6 +251,7 @@ def collect_rows(
         first[p] = starts
         rows[p] = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
     tensors = {s: torch.empty(len(rows[s.position]), d) for s in sites}
+    owner = {s: s for s in sites}  # the site that writes each output tensor (another one's when shared)
 
     def plan(p: Any, batch: Any, ids: Sequence[int]) -> _RowPlan:
         b_idx: list[int] = []
@@ -280,18 +285,44 @@ def collect_rows(
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     unpositioned = list(dict.fromkeys(s.unpositioned for s in sites))
     wanted = {u: [s for s in sites if s.unpositioned == u] for u in unpositioned}
-    for idx in batches(len(order), batch_size):
+    for n_batch, idx in enumerate(batches(len(order), batch_size)):
         ids = [order[k] for k in idx]
         batch = pad_batch([seqs[i].input_ids for i in ids], model.pad_token_id, "right", device=model.device)
         plans = {p: plan(p, batch, ids) for p in by_pos}
+        seen: list[tuple[Tensor, int, Site]] = []  # this batch's activations so far (held: no address reuse)
 
-        def gather(u: Site, act: Tensor, plans: dict[Any, _RowPlan] = plans) -> None:
+        def gather(u: Site, act: Tensor, plans: dict[Any, _RowPlan] = plans,
+                   seen: list[tuple[Tensor, int, Site]] = seen, first: bool = n_batch == 0) -> None:
+            src = next((s0 for a0, v0, s0 in seen if _same_memory(a0, v0, act)), None) if share else None
+            if share and (v := _version(act)) is not None:
+                seen.append((act, v, u))
             for s in wanted[u]:
+                twin = None if src is None else next((t for t in wanted[src] if t.position == s.position), None)
+                if twin is not None and (first or tensors[s] is tensors[twin]):
+                    tensors[s], owner[s] = tensors[twin], owner[twin]  # same rows, same memory: in place
+                    continue
+                if owner[s] != s:  # shared so far, different memory in this batch: its own copy from now on
+                    tensors[s], owner[s] = tensors[s].clone(), s
                 pl = plans[s.position]
                 tensors[s].index_copy_(0, pl.dest, take(pl, act))
 
         read_batch(model, batch, unpositioned, backend, gather)
     return Collected(tensors=tensors, rows={s: rows[s.position] for s in sites})
+
+
+def _version(t: Tensor) -> int | None:
+    """The tensor's in-place modification counter (None for inference-mode tensors, which have none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
+def _same_memory(a: Tensor, version: int, b: Tensor) -> bool:
+    """``b`` views exactly the memory of ``a`` (held alive by the caller), unmodified since ``a`` was seen."""
+    return (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.device == b.device
+            and a.storage_offset() == b.storage_offset() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and _version(b) == version)
 
 
 def collect(

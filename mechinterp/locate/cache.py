@@ -14,6 +14,8 @@ the same directory and reuses it; different inputs never collide.
   manifest with ``complete: false`` and the shards finished so far; the next run with the same inputs
   continues from there. A reader only ever sees complete shards, and :meth:`ActivationCache.open` refuses an
   incomplete cache.
+* **Stored once.** Sites that read the very same memory in the forward pass (``resid_post`` of layer L is
+  ``resid_pre`` of layer L+1) are written once per shard; the manifest's ``aliases`` maps the other name to it.
 * **Lazy loading.** Opening reads the manifest only. Tensors are read per site and per shard through
   ``safetensors.safe_open`` (memory-mapped), and only the site asked for.
 * **Rows.** Each site's tensor has one row per (sequence, position): for ``last``/``first``/``mean`` and
@@ -62,7 +64,8 @@ if TYPE_CHECKING:
     from mechinterp.models import Model
     from mechinterp.stimuli.types import Suite
 
-FORMAT = "mechinterp-activation-cache/1"
+FORMAT = "mechinterp-activation-cache/2"
+READABLE = ("mechinterp-activation-cache/1", FORMAT)  # /1 had no aliases
 MANIFEST = "manifest.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
@@ -145,7 +148,7 @@ class ActivationCache:
             raise CacheError(f"{root} is not an activation cache (no {MANIFEST}); build it with `mechinterp cache`")
         try:
             m = json.loads(path.read_text())
-            if m.get("format") != FORMAT:
+            if m.get("format") not in READABLE:
                 raise ValueError(f"format {m.get('format')!r}, expected {FORMAT!r}")
             for k in ("key", "sites", "site_names", "shards", "complete"):
                 if k not in m:
@@ -219,7 +222,7 @@ class ActivationCache:
             path = self._check_shard(sh)
             try:
                 with safe_open(str(path), framework="pt") as f:
-                    yield f.get_tensor(name)
+                    yield f.get_tensor(sh.get("aliases", {}).get(name, name))
             except (SafetensorError, OSError, RuntimeError) as exc:
                 raise CacheError(
                     f"cache shard {path} is corrupt ({exc}). Fix: delete {path} and run the same `mechinterp cache` "
@@ -331,18 +334,25 @@ def lock_holder(root: str | Path) -> str:
     return "another process"
 
 
-def write_canonical_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> str:
+def write_canonical_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> tuple[str, dict[str, str]]:
     """Write ``tensors`` as a safetensors file with a canonical header (keys sorted, data in name order), so the
     same tensors and metadata always give the same bytes (``safetensors.save_file`` orders the metadata as a
     hash map does, which differs between processes). The data is streamed from the tensors' own memory (no
-    copy) and hashed as it is written.
+    copy) and hashed as it is written. A tensor given under several names (the same object) is written once,
+    under the first of its names in sorted order.
 
     Returns:
-        The file's sha256.
+        The file's sha256, and ``{name: stored name}`` for each name whose tensor is stored under another.
     """
     header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
     arrays, offset = [], 0
+    stored: dict[int, str] = {}
+    aliases: dict[str, str] = {}
     for name in sorted(tensors):
+        if id(tensors[name]) in stored:
+            aliases[name] = stored[id(tensors[name])]
+            continue
+        stored[id(tensors[name])] = name
         t = tensors[name].detach().contiguous().cpu()
         n = t.numel() * t.element_size()
         header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
@@ -355,7 +365,7 @@ def write_canonical_safetensors(path: Path, tensors: dict[str, Tensor], metadata
         for chunk in (struct.pack("<Q", len(head)) + head, *(memoryview(a) for a in arrays if a is not None)):
             digest.update(chunk)
             f.write(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), aliases
 
 
 def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: CacheConfig,
@@ -394,10 +404,11 @@ def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: Cac
     def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"
         with atomic_path(root / file, fsync=True) as tmp:
-            sha = write_canonical_safetensors(tmp, tensors, {"format": FORMAT, "key": key, "index": str(index)})
+            sha, aliases = write_canonical_safetensors(tmp, tensors, {"format": FORMAT, "key": key,
+                                                                      "index": str(index)})
         manifest["shards"].append({
             "index": index, "file": file, "bytes": (root / file).stat().st_size, "sha256": sha,
-            "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "meta": meta,
+            "rows": {n: int(t.shape[0]) for n, t in tensors.items()}, "aliases": aliases, "meta": meta,
         })
         manifest["shards"].sort(key=lambda sh: sh["index"])
         _write_json(mpath, manifest)
@@ -414,9 +425,14 @@ def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: Cac
                 continue
             chunk = seqs[index * config.shard_size : (index + 1) * config.shard_size]
             toks = [tokenize_condition(model, c) for _, c in chunk]
-            got = collect_rows(model, toks, sites, config.backend, config.batch_size, suite, missing="skip")
+            got = collect_rows(model, toks, sites, config.backend, config.batch_size, suite, missing="skip",
+                               share=True)
             meta = _shard_meta(model, suite, sites, got.rows, chunk, toks, index * config.shard_size)
-            tensors = {n: got.tensors[s].to(dtype).contiguous() for n, s in zip(names, sites)}
+            # sites that read the same memory share one tensor (resid_post@L is resid_pre@L+1): stored once
+            converted: dict[int, Tensor] = {}
+            for s in sites:
+                converted.setdefault(id(got.tensors[s]), got.tensors[s].to(dtype).contiguous())
+            tensors = {n: converted[id(got.tensors[s])] for n, s in zip(names, sites)}
             if pending is not None:
                 pending.result()
             pending = writer.submit(write_shard, index, tensors, meta)
