@@ -54,17 +54,18 @@ def batches(n: int, batch_size: int) -> Iterator[range]:
 
 @torch.no_grad()
 def logits(model: Model, batch: Batch, backend: Backend = "hf") -> Float[torch.Tensor, "batch seq vocab"]:
-    """Next-token logits for a padded batch on the chosen backend (all three share one set of weights)."""
+    """Next-token logits for a padded batch on the chosen backend (all three share one set of weights), in
+    float32 whatever the model's dtype (so every log-softmax and log-sum-exp downstream is float32)."""
     kw = dict(attention_mask=batch.attention_mask, position_ids=batch.position_ids)
     if backend == "hf":
-        return model.hf(input_ids=batch.input_ids, use_cache=False, **kw).logits
+        return model.hf(input_ids=batch.input_ids, use_cache=False, **kw).logits.float()
     if backend == "transformer_lens":
-        return model.tl(batch.input_ids, return_type="logits", use_cache=False, **kw)
+        return model.tl(batch.input_ids, return_type="logits", use_cache=False, **kw).float()
     if backend == "nnsight":
         box: dict[str, torch.Tensor] = {}
         with model.nnsight.trace({"input_ids": batch.input_ids, **kw}, use_cache=False):
             box["logits"] = model.nnsight.output.logits.save()
-        return box["logits"]
+        return box["logits"].float()
     raise ValueError(f"unknown backend {backend!r}: choose one of hf, transformer_lens, nnsight")
 
 

@@ -163,4 +163,4 @@ def test_same_layers_accepted_everywhere(tiny_dirs, tmp_path):
         assert parse_spec(f"leace:layers={text}").parts[0].layer_numbers(2) == want
     m = str(tiny_dirs["llama"])
     assert main(["cache", "--model", m, "--suite", "npz", "--sites", "resid_post@0+1:region=np/last",
-                 "--out-dir", str(tmp_path), "--batch-size", "2", "--dtype", "float16"]) == 0
+                 "--out-dir", str(tmp_path), "--batch-size", "2", "--store-dtype", "float16"]) == 0

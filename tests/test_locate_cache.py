@@ -78,7 +78,7 @@ def test_reuse_same_inputs_and_new_key_for_new_inputs(tiny_model, small_suite, t
     k1 = cache_key(tiny_model, small_suite, sites, CacheConfig(shard_size=2))
     assert k1 == cache_key(tiny_model, small_suite, sites, CacheConfig(shard_size=2, batch_size=7))  # batch: no
     assert k1 != cache_key(tiny_model, small_suite, sites[:1], CacheConfig(shard_size=2))
-    assert k1 != cache_key(tiny_model, small_suite, sites, CacheConfig(shard_size=2, dtype="float16"))
+    assert k1 != cache_key(tiny_model, small_suite, sites, CacheConfig(shard_size=2, store_dtype="float16"))
     other = subset(small_suite, 2)
     assert k1 != cache_key(tiny_model, other, sites, CacheConfig(shard_size=2))
 

@@ -53,6 +53,10 @@ def test_job_ids_are_stable_and_follow_the_spec():
     assert not {j.job_id for j in a} & {j.job_id for j in c}
     d = expand(parse_sweep(GOOD.replace('name = "demo"', 'name = "demo"\nbatch_size = 4'), "s.toml"))
     assert [j.job_id for j in a] == [j.job_id for j in d]  # batch size never changes results
+    e = expand(parse_sweep(GOOD.replace('name = "demo"', 'name = "demo"\ndevice = "cpu"\ndtype = "float32"'), "s.toml"))
+    assert [j.job_id for j in a] == [j.job_id for j in e] and {j.device for j in e} == {"cpu"}
+    f = expand(parse_sweep(GOOD.replace('name = "demo"', 'name = "demo"\ndtype = "bfloat16"'), "s.toml"))
+    assert not {j.job_id for j in a} & {j.job_id for j in f} and {j.dtype for j in f} == {"bfloat16"}
 
 
 def test_toml_syntax_error_names_line_and_key():
@@ -88,6 +92,10 @@ def test_validation_errors_name_key_and_line():
     # an unknown executor
     msg = _err(GOOD.replace('name = "demo"', 'name = "demo"\nexecutor = "spark"'))
     assert "s.toml:3: sweep.executor" in msg
+    # a device or dtype outside the grammar
+    msg = _err(GOOD.replace('name = "demo"', 'name = "demo"\ndevice = "gpu"'))
+    assert "s.toml:3: sweep.device" in msg and "auto, cpu, cuda or cuda:N" in msg
+    assert "s.toml:3: sweep.dtype" in _err(GOOD.replace('name = "demo"', 'name = "demo"\ndtype = "float64"'))
     # an empty list in [probe]
     msg = _err(GOOD.replace("C = [0.1, 1.0]", "C = []"))
     assert "probe.C: the list is empty" in msg

@@ -10,9 +10,9 @@ from mechinterp.cli.options import add_config_options, config_from_args
 from mechinterp.locate.cache import CacheConfig, build_cache, parse_cache_sites
 from mechinterp.progress import progress
 
-CACHE_FIELDS = ["batch_size", "shard_size", "dtype", "conditions"]
+CACHE_FIELDS = ["batch_size", "shard_size", "store_dtype", "conditions"]
 CACHE_HELPS = {"batch_size": "sequences per forward pass", "shard_size": "sequences per shard (bounds memory)",
-               "dtype": "stored precision", "conditions": "comma-separated condition names (default: all)"}
+               "store_dtype": "stored precision (the model's own precision is --dtype)", "conditions": "comma-separated condition names (default: all)"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

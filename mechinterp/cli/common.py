@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from mechinterp.compare.humans import NaturalStories, load_natural_stories
 from mechinterp.compare.linking import LinkingFit, fit_natural_stories
 from mechinterp.errors import ConfigError
 from mechinterp.models import BACKENDS, DEFAULT_MODEL, Model, load_model
+from mechinterp.models.placement import DTYPES, check_device
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import Suite, load_suite
 from mechinterp.surprisal import SurprisalConfig
@@ -30,9 +31,33 @@ def add_model(p: argparse.ArgumentParser, backend: bool = True) -> None:
         backend: Whether the command offers ``--backend`` (only commands that use it do).
     """
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name or local HF directory (default {DEFAULT_MODEL})")
+    add_placement(p)
     if backend:
         p.add_argument("--backend", default="hf", choices=list(BACKENDS),
                        help="forward backend: hf, transformer_lens or nnsight (same numbers; default hf)")
+
+
+def add_placement(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` (grammar in :mod:`mechinterp.models.placement`), for every command that loads a
+    model; both are recorded in the provenance of what it writes."""
+    p.add_argument("--device", default="auto", type=_argtype(check_device), metavar="{auto,cpu,cuda,cuda:N}",
+                   help="where the model runs: auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N "
+                        "(default auto)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="the weights' dtype (default float32; surprisal is computed in float32 whatever it is)")
+
+
+def _argtype(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A ConfigError-raising check as an argparse ``type=`` (its message becomes the usage error)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = check.__name__
+    return parse
 
 
 def add_suite(p: argparse.ArgumentParser, default: str | None = None, many: bool = False) -> None:
@@ -125,7 +150,7 @@ def get_model(args: argparse.Namespace, suites: Sequence[Suite]) -> Model:
         args: The parsed command line (``--model``).
         suites: Every suite the command will run the model over.
     """
-    model = load_model(args.model)
+    model = load_model(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "float32"))
     check_context(model, suites)
     return model
 

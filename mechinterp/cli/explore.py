@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="open the Streamlit explorer: one sentence through the whole pipeline")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model shown first: registry name or local HF directory (default {DEFAULT_MODEL})")
+    common.add_placement(p)
     p.add_argument("--results", default="out", help="results directory the explorer reads (default out)")
     p.add_argument("--suite", default="npz", help="suite shown first (default npz)")
     p.add_argument("--port", type=common.positive_int, default=None, help="port to serve on (default: Streamlit's, 8501)")
@@ -118,17 +119,18 @@ def run(args: argparse.Namespace) -> int:
             ns = args.naturalstories
             ns = None if ns.strip().lower() in ("", "none") else (naturalstories_dir() if ns == "shipped" else ns)
             print(f"writing demo results for {args.model} into {args.demo} ...")
-            build_demo(load_model(args.model), args.demo, naturalstories=ns)
+            build_demo(load_model(args.model, device=args.device, dtype=args.dtype), args.demo, naturalstories=ns)
         results = args.demo
     elif not Path(results).is_dir():
         print(f"note: results directory {results} does not exist yet; the explorer will compute on demand only")
     env = dict(os.environ, MECHINTERP_EXPLORER_MODEL=args.model, MECHINTERP_EXPLORER_RESULTS=str(results),
-               MECHINTERP_EXPLORER_SUITE=args.suite, MECHINTERP_EXPLORER_ALLOW=os.pathsep.join(allow))
+               MECHINTERP_EXPLORER_SUITE=args.suite, MECHINTERP_EXPLORER_ALLOW=os.pathsep.join(allow),
+               MECHINTERP_EXPLORER_DEVICE=args.device, MECHINTERP_EXPLORER_DTYPE=args.dtype)
     cmd = streamlit_command(args.port, args.headless, args.address)
     if args.dry_run:
         shown = " ".join(f"{k}={shlex.quote(env[k])}" for k in
                          ("MECHINTERP_EXPLORER_MODEL", "MECHINTERP_EXPLORER_RESULTS", "MECHINTERP_EXPLORER_SUITE",
-                          "MECHINTERP_EXPLORER_ALLOW"))
+                          "MECHINTERP_EXPLORER_ALLOW", "MECHINTERP_EXPLORER_DEVICE", "MECHINTERP_EXPLORER_DTYPE"))
         print(f"{shown} {shlex.join(cmd)}")
         return 0
     try:

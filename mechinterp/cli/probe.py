@@ -67,7 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
                                  random_directions=args.random_directions)
         spec = JobSpec(model=args.model, suite=args.suite, seed=args.seed, layers=args.layers,
                        components=[c.strip() for c in args.components.split(",")], probe=settings,
-                       backend=args.backend, batch_size=args.batch_size)
+                       backend=args.backend, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
     except ValidationError as exc:
         e = exc.errors()[0]
         raise ConfigError(f"bad option {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})") from None

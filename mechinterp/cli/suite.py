@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = ssub.add_parser("check", help="validate a suite and print its regions, words, tokens and ROIs")
     c.add_argument("file", help="built-in suite name, SyntaxGym .json, .csv/.tsv spreadsheet or SAP .csv")
     c.add_argument("--model", default=None, help="also show each region's tokens for this model")
+    common.add_placement(c)
     c.add_argument("--max-items", type=common.positive_int, default=None, help="print at most this many items (all are checked)")
     c.set_defaults(func=run_check)
     v = ssub.add_parser("convert", help="convert a suite: spreadsheet (.csv/.tsv) <-> SyntaxGym .json")
@@ -124,7 +125,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"suite: {suite.name} ({len(suite.items)} items)\nspacing: {suite.spacing}")
         model = None
         if args.model:
-            model = load_model(args.model)
+            model = load_model(args.model, device=args.device, dtype=args.dtype)
         try:
             print("\n".join(describe(suite, model, args.max_items)))
         except MechinterpError as exc:

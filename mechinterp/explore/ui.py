@@ -92,7 +92,8 @@ def guard(what: str = "") -> Iterator[None]:
 @st.cache_resource(show_spinner="Loading the model (the first load of a registry model converts it once) …",
                    max_entries=2)
 def _load_model(name: str) -> Any:
-    return load_model(name)
+    return load_model(name, device=os.environ.get(paths.ENV_DEVICE, "auto"),
+                      dtype=os.environ.get(paths.ENV_DTYPE, "float32"))
 
 
 def model(sel: Selection) -> Any:

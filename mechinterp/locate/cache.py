@@ -81,18 +81,18 @@ class CacheConfig:
 
     shard_size: int = 64  # sequences per shard
     batch_size: int = 16
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    store_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # the stored precision
     conditions: tuple[str, ...] | None = None  # None: every condition
     backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.batch_size < 1:
             raise ConfigError("shard_size and batch_size must be >= 1")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.store_dtype not in DTYPES:
+            raise ConfigError(f"store_dtype must be one of {', '.join(DTYPES)}, got {self.store_dtype!r}")
 
     def keyed(self) -> dict[str, Any]:
-        return {"shard_size": self.shard_size, "dtype": self.dtype,
+        return {"shard_size": self.shard_size, "dtype": self.store_dtype,
                 "conditions": list(self.conditions) if self.conditions else None}
 
 
@@ -104,6 +104,8 @@ def cache_key(model: "Model", suite: "Suite", sites: Sequence[Site], config: Cac
         "sites": [str(s) for s in sites],
         "config": config.keyed(),
     }
+    if model.dtype != torch.float32:  # activations of the same weights in another precision
+        payload["model_dtype"] = str(model.dtype).removeprefix("torch.")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -385,7 +387,7 @@ def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: Cac
                           model=model.identity(), suite=suite.identity())
         manifest = {
             "format": FORMAT, "key": key, "complete": False, "n_shards": n_shards, "n_sequences": len(seqs),
-            "d_model": model.d_model, "dtype": config.dtype,
+            "d_model": model.d_model, "dtype": config.store_dtype,
             "sites": [_site_to_json(s) for s in sites], "site_names": [str(s) for s in sites],
             "provenance": prov.to_json(), "shards": [],
         }
@@ -399,7 +401,7 @@ def _build_locked(model: "Model", suite: "Suite", sites: list[Site], config: Cac
             done[sh["index"]] = sh
     manifest["shards"] = [done[i] for i in sorted(done)]
     names = [str(s) for s in sites]
-    dtype = DTYPES[config.dtype]
+    dtype = DTYPES[config.store_dtype]
 
     def write_shard(index: int, tensors: dict[str, Tensor], meta: dict[str, dict[str, list]]) -> None:
         file = f"shard-{index:05d}.safetensors"

@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mechinterp.errors import WeightsError
 from mechinterp.io import sha256_file
 from mechinterp.models import convert
+from mechinterp.models.placement import Placement, resolve
 from mechinterp.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from mechinterp.paths import cache_dir, models_dir
 
@@ -90,7 +91,13 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf.parameters()).device
+        """Where inputs go: the device of the input embedding (the first of several when the weights are spread)."""
+        return self.hf.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (activations have it too; logits are returned in float32)."""
+        return self.hf.get_input_embeddings().weight.dtype
 
     @property
     def bos_token_id(self) -> int:
@@ -123,7 +130,9 @@ class Model:
             "n_params": self.n_params,
             "n_layers": self.n_layers,
             "d_model": self.d_model,
-            "dtype": str(next(self.hf.parameters()).dtype),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "device_map": sorted({str(d) for d in getattr(self.hf, "hf_device_map", {}).values()}) or None,
         }
 
     # ---- backends -------------------------------------------------------------------------------
@@ -189,18 +198,22 @@ def model_dir(spec: ModelSpec, rebuild: bool = False) -> tuple[Path, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name: str, device: str) -> Model:
-    return load_model(name, device=device, cached=False)
+def _load_cached(name: str, placement: Placement) -> Model:
+    return _load(name, placement, rebuild=False)
 
 
 def load_model(
-    name: str | Path = DEFAULT_MODEL, device: str = "cpu", cached: bool = True, rebuild: bool = False
+    name: str | Path = DEFAULT_MODEL, device: str = "auto", dtype: "str | torch.dtype" = "float32",
+    cached: bool = True, rebuild: bool = False,
 ) -> Model:
     """Load a registry model by name, or a local HF directory by path, with no network access.
 
     Args:
         name: a registry name (``"gemma3-270m"``, ``"smollm2-135m"``) or a local Hugging Face model directory.
-        device: torch device.
+        device: ``auto`` (a GPU when there is one, spread over several GPUs when there are several; else the
+            CPU), ``cpu``, ``cuda`` or ``cuda:N`` (see :mod:`mechinterp.models.placement`).
+        dtype: the weights' dtype: ``float32`` (default), ``bfloat16`` or ``float16``. Logits, surprisal and
+            log-sum-exp stay in float32 whatever it is.
         cached: return the same :class:`Model` for repeated calls in one process.
         rebuild: convert the registry model's GGUF again.
 
@@ -212,15 +225,22 @@ def load_model(
         >>> model = mi.load_model("gemma3-270m")
         >>> model.name, model.n_layers
         ('gemma3-270m', 18)
+        >>> mi.load_model("gemma3-270m", device="cpu", dtype="bfloat16").dtype
+        torch.bfloat16
     """
+    placement = resolve(device, dtype)
     if cached and not rebuild:
-        return _load_cached(str(name), device)
+        return _load_cached(str(name), placement)
+    return _load(name, placement, rebuild)
 
+
+def _load(name: str | Path, placement: Placement, rebuild: bool) -> Model:
     spec = get_spec(name)
     path, digest = model_dir(spec, rebuild=rebuild)
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
-        hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation="eager")
+        kw: dict[str, Any] = {"device_map": placement.device_map} if placement.device_map else {}
+        hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=placement.dtype, attn_implementation="eager", **kw)
     except Exception as exc:
         raise WeightsError(
             f"could not load the model in {path}: {exc}. If this is a converted registry model, delete {path} "
@@ -228,5 +248,6 @@ def load_model(
         ) from exc
     hf.eval()
     hf.requires_grad_(False)
-    hf.to(device)
+    if placement.device_map is None:
+        hf.to(placement.device)
     return Model(spec=spec, path=path, hf=hf, tokenizer=tok, weights_sha256=digest)

@@ -6,6 +6,7 @@ Example (``sweeps/readings.toml``)::
     name = "readings"               # the results store defaults to out/sweeps/<name>
     executor = "local"              # or "ray"
     # ray_address = "auto"          # join a running Ray cluster; unset = start a local Ray instance
+    # device = "auto"               # auto, cpu, cuda, cuda:N; dtype = "float32" (or "bfloat16", "float16")
 
     [grid]
     models = ["gemma3-270m", "smollm2-135m"]
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mechinterp.errors import ConfigError
 from mechinterp.layers import check_layer_field, check_layers
+from mechinterp.models.placement import check_device
 from mechinterp.probes.train import ProbeSettings
 
 Executor = Literal["local", "ray"]
@@ -55,7 +57,17 @@ class SweepSection(_Strict):
     ray_cpus_per_job: float = Field(1.0, gt=0)
     backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
     batch_size: int = Field(32, ge=1, le=1024)
+    device: str = "auto"              # auto, cpu, cuda, cuda:N (mechinterp.models.placement)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     figures: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        try:
+            return check_device(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class GridSection(_Strict):

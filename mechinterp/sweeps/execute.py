@@ -34,7 +34,7 @@ class JobResult:
 def execute_job(spec: JobSpec | dict[str, Any], show_progress: bool = False) -> JobResult:
     spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
     t0 = time.time()
-    model = load_model(spec.model)
+    model = load_model(spec.model, device=spec.device, dtype=spec.dtype)
     suite = load_suite(spec.suite)
     check_context(model, [suite])  # before any forward pass
     layers = resolve_layers(spec.layers, model.n_layers)

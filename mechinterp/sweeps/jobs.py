@@ -34,6 +34,8 @@ class JobSpec(BaseModel):
     probe: ProbeSettings
     backend: str = "hf"
     batch_size: int = 32
+    device: str = "auto"
+    dtype: str = "float32"
 
     @field_validator("layers")
     @classmethod
@@ -43,7 +45,9 @@ class JobSpec(BaseModel):
 
     @property
     def job_id(self) -> str:
-        payload = self.model_dump(mode="json", exclude={"batch_size"})  # batch size never changes results
+        # batch size and device never change results (beyond float noise); float32 jobs keep the ids they had
+        # before the dtype was part of a job
+        payload = self.model_dump(mode="json", exclude={"batch_size", "device"} | ({"dtype"} if self.dtype == "float32" else set()))
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
         return f"{_slug(self.model)}__{_slug(self.suite)}__s{self.seed}__{digest}"
 
@@ -75,6 +79,7 @@ def expand(cfg: SweepConfig, base_dir: Path | None = None) -> list[JobSpec]:
                         model=_resolve(model, base_dir), suite=_resolve(suite, base_dir), seed=seed,
                         layers=cfg.sites.layers, components=list(cfg.sites.components), probe=variant,
                         backend=cfg.sweep.backend, batch_size=cfg.sweep.batch_size,
+                        device=cfg.sweep.device, dtype=cfg.sweep.dtype,
                     ))
     seen: dict[str, JobSpec] = {}
     for j in jobs:

@@ -46,14 +46,15 @@ def gradients(model: "Model", ids: list[int], sites: list[Site], spec: Any) -> t
     """The metric of the unpatched sentence and ``d metric / d activation`` ``[seq, d_model]`` at each site."""
     keys = list(dict.fromkeys(_grad_site(s) for s in sites))
     x = torch.tensor([ids[: spec.length]], device=model.device)
-    deltas = {k: torch.zeros(1, x.shape[1], model.d_model, device=model.device, requires_grad=True) for k in keys}
+    deltas = {k: torch.zeros(1, x.shape[1], model.d_model, device=model.device, dtype=model.dtype,
+                             requires_grad=True) for k in keys}
     with torch.enable_grad(), ExitStack() as stack:
         for k, d in deltas.items():
             stack.enter_context(write_site(model, k, lambda a, d=d: a + d))
         hidden = base_model(model)(input_ids=x, use_cache=False).last_hidden_state
         m = metric_from_hidden(model, hidden, spec)[0]
         grads = torch.autograd.grad(m, list(deltas.values()), allow_unused=True)
-    out = {k: (g[0] if g is not None else torch.zeros_like(deltas[k][0])).detach() for k, g in zip(keys, grads)}
+    out = {k: (g[0] if g is not None else torch.zeros_like(deltas[k][0])).detach().float() for k, g in zip(keys, grads)}
     return float(m.detach()), out
 
 
