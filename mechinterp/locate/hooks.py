@@ -22,6 +22,12 @@ mlp_out(L)         output of                   output of ``mlp``           outpu
 head_out(L, h)     input of ``o_proj``, head h's slice times its slice of W_O (no bias)
 =================  ==========================  ==========================  ===========================
 
+Adding a layout: an architecture whose blocks match none of these gets a ConfigError naming it at the first
+site use. To support it, add a :class:`Layout` to ``_LAYOUTS`` below, giving the attribute paths of the table's
+modules in its blocks and the ``marks`` (submodule names) that recognise its blocks, ahead of any layout whose
+marks its blocks also have; then add the family to ``tiny_model_dir`` in ``tests/conftest.py`` so that
+``tests/test_architectures.py`` runs the workbench on it.
+
 Note: the attention module itself (``self_attn``) is *not* hooked: the TransformerLens bridge
 re-implements attention around the original q/k/v/o projections, so a hook on ``self_attn`` would not fire
 under that backend, while hooks on ``o_proj`` and on the norms do.
@@ -41,7 +47,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -53,7 +59,6 @@ from mechinterp.locate.sites import Site
 if TYPE_CHECKING:
     from mechinterp.models import Model
 
-Family = Literal["gemma", "llama", "gpt2"]
 WriteFn = Callable[[Tensor], "Tensor | None"]
 
 
@@ -64,24 +69,51 @@ class StopForward(Exception):
 # ---- the module layout ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Layout:
-    """Where the sites of one architecture live, as attribute paths (relative to a block where noted)."""
+    """Where the sites of one architecture live, as attribute paths (relative to a block where noted).
 
-    family: Family
-    blocks: str  # from the base model, e.g. "layers" / "h"
-    embed: str  # from the base model: the module whose output starts the residual stream (token embedding)
-    final_norm: str  # from the base model
-    attn_add: str  # in a block: output = what attention adds to the residual stream
-    mlp_add: str  # in a block: output = what the MLP adds to the residual stream
-    mlp_norm: str  # in a block: input = resid_mid
-    o_proj: str  # in a block: the attention output projection (input = concatenated heads)
+    Args:
+        family: The layout's name, its key in ``_LAYOUTS``.
+        models: The model families it covers, for messages.
+        marks: Submodules every block of the family has (and no earlier layout's blocks all have): how the
+            layout is recognised.
+        blocks: From the base model, the block list, e.g. ``"layers"`` / ``"h"``.
+        embed: From the base model, the token embedding (its input is the token ids).
+        final_norm: From the base model, the norm after the last block.
+        attn_add: In a block, the module whose output is what attention adds to the residual stream.
+        mlp_add: In a block, the module whose output is what the MLP adds to the residual stream.
+        mlp_norm: In a block, the module whose input is ``resid_mid``.
+        o_proj: In a block, the attention output projection (its input is the concatenated heads).
+
+    Example:
+        >>> from mechinterp.locate.hooks import layout_of
+        >>> import mechinterp as mi
+        >>> layout_of(mi.load_model("gemma3-270m")).attn_add
+        'post_attention_layernorm'
+    """
+
+    family: str
+    models: str
+    marks: tuple[str, ...]
+    blocks: str
+    embed: str
+    final_norm: str
+    attn_add: str
+    mlp_add: str
+    mlp_norm: str
+    o_proj: str
 
 
-_LAYOUTS: dict[Family, Layout] = {
-    "gemma": Layout("gemma", "layers", "embed_tokens", "norm", "post_attention_layernorm",
-                    "post_feedforward_layernorm", "pre_feedforward_layernorm", "self_attn.o_proj"),
-    "llama": Layout("llama", "layers", "embed_tokens", "norm", "self_attn.o_proj", "mlp",
-                    "post_attention_layernorm", "self_attn.o_proj"),
-    "gpt2": Layout("gpt2", "h", "wte", "ln_f", "attn.c_proj", "mlp", "ln_2", "attn.c_proj"),
+#: The known layouts, tried in this order (a Gemma block also has every submodule of a Llama block).
+_LAYOUTS: dict[str, Layout] = {
+    "gemma": Layout("gemma", "Gemma-2/3", marks=("pre_feedforward_layernorm", "post_feedforward_layernorm"),
+                    blocks="layers", embed="embed_tokens", final_norm="norm", attn_add="post_attention_layernorm",
+                    mlp_add="post_feedforward_layernorm", mlp_norm="pre_feedforward_layernorm",
+                    o_proj="self_attn.o_proj"),
+    "llama": Layout("llama", "Llama, SmolLM2, Mistral, Qwen2", marks=("self_attn", "mlp", "post_attention_layernorm"),
+                    blocks="layers", embed="embed_tokens", final_norm="norm", attn_add="self_attn.o_proj",
+                    mlp_add="mlp", mlp_norm="post_attention_layernorm", o_proj="self_attn.o_proj"),
+    "gpt2": Layout("gpt2", "GPT-2", marks=("attn", "ln_2"), blocks="h", embed="wte", final_norm="ln_f",
+                   attn_add="attn.c_proj", mlp_add="mlp", mlp_norm="ln_2", o_proj="attn.c_proj"),
 }
 
 
@@ -109,26 +141,57 @@ def base_model(model: "Model") -> nn.Module:
     return unwrap(model.hf.base_model)
 
 
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        _child(module, path)
+    except (AttributeError, IndexError, TypeError):
+        return False
+    return True
+
+
 def layout_of(model: "Model") -> Layout:
-    """The :class:`Layout` of ``model``, from its module tree; ConfigError for an unsupported architecture."""
-    blocks = base_model(model)
-    first = None
-    for name in ("layers", "h"):
-        if hasattr(blocks, name):
-            first = unwrap(getattr(blocks, name)[0])
-            break
-    if first is None:
-        raise ConfigError(f"model {type(model.hf).__name__} has no 'layers' or 'h' block list: unsupported architecture")
-    if hasattr(first, "post_feedforward_layernorm") and hasattr(first, "pre_feedforward_layernorm"):
-        return _LAYOUTS["gemma"]
-    if hasattr(first, "self_attn") and hasattr(first, "mlp") and hasattr(first, "post_attention_layernorm"):
-        return _LAYOUTS["llama"]
-    if hasattr(first, "attn") and hasattr(first, "ln_2"):
-        return _LAYOUTS["gpt2"]
+    """The :class:`Layout` of ``model``: the first of ``_LAYOUTS`` whose block list the base model has and whose
+    marks its first block has.
+
+    Args:
+        model: A loaded model.
+
+    Returns:
+        Its layout.
+
+    Raises:
+        ConfigError: For an architecture no layout matches; the message says how to add one.
+
+    Example:
+        >>> from mechinterp.locate.hooks import layout_of
+        >>> import mechinterp as mi
+        >>> layout_of(mi.load_model("smollm2-135m")).family
+        'llama'
+    """
+    base = base_model(model)
+    lists = []
+    for lay in _LAYOUTS.values():
+        try:
+            first = _child(base, f"{lay.blocks}.0")
+        except (AttributeError, IndexError, TypeError):
+            continue
+        lists.append(f"{lay.blocks!r} holds {type(first).__name__} blocks")
+        if all(_has(first, m) for m in lay.marks):
+            return lay
+    found = "; ".join(dict.fromkeys(lists)) or f"it has none of the block lists {_block_lists()}"
+    known = "; ".join(f"{lay.family} ({lay.models}: blocks in {lay.blocks!r} with {', '.join(lay.marks)})"
+                      for lay in _LAYOUTS.values())
     raise ConfigError(
-        f"unsupported architecture {type(model.hf).__name__} (block {type(first).__name__}): sites are defined "
-        "for Gemma-2/3, Llama-style (Llama, SmolLM2, Mistral, Qwen2) and GPT-2 blocks"
+        f"unsupported architecture {type(model.hf).__name__}: its base model {type(base).__name__} matches no "
+        f"known module layout ({found}). Known layouts: {known}. To add a layout, add a Layout entry to the "
+        f"_LAYOUTS dict in {__name__.replace('.', '/')}.py naming where the block list, the embedding, and each "
+        "block's attention output, MLP output, MLP-input norm and attention output projection live (see the "
+        "module docstring there)"
     )
+
+
+def _block_lists() -> str:
+    return " or ".join(dict.fromkeys(repr(lay.blocks) for lay in _LAYOUTS.values()))
 
 
 def block(model: "Model", layer: int) -> nn.Module:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pandas as pd
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.hooks import layout_of
 from mechinterp.locate.patching.attribution import attribution_rows
 from mechinterp.locate.patching.exact import exact_rows
 from mechinterp.locate.patching.plan import COLUMNS, PatchConfig, pair_context
@@ -56,6 +57,9 @@ def patch_suite(
     left out and listed in ``df.attrs["skipped"]``."""
     if not exact and not attribution:
         raise ConfigError("nothing to do: ask for exact and/or attribution patching")
+    layout_of(model)  # an architecture without a known layout is refused before any forward pass
+    for s in sites:
+        s.check(model)
     rows: list[dict[str, Any]] = []
     skipped: list[dict] = []
     for item in progress(list(items if items is not None else suite.items), desc=f"patching {suite.name}"):
