@@ -61,7 +61,7 @@ def test_compare_order_roi_subset_and_readings(tiny_model, tiny_dirs, tiny_suite
 
     # the human effects come from --subset: another SAP subset has none of these constructions
     line = refused(base + ["--out", str(b), "--subset", "RelativeClause", "--model", "not-loaded"], capsys)
-    assert "--subset RelativeClause" in line and "no effects for constructions" in line and "NP/Z" in line
+    assert "(subset RelativeClause)" in line and "no effects for its constructions" in line and "NP/Z" in line
     assert "no subset 'Nope'" in refused(base + ["--out", str(b), "--subset", "Nope"], capsys)
     assert "--order-roi" in refused(base + ["--out", str(b), "--order-roi", "5"], capsys)
     assert "--samples" in refused(base + ["--out", str(b), "--samples", "0"], capsys)

@@ -8,6 +8,7 @@ import pytest
 from conftest import NATURAL_STORIES, SAP_DIR
 from mechinterp.compare.humans import (
     CITATION,
+    human_subset,
     load_natural_stories,
     load_sap_effects,
     load_sap_trials,
@@ -32,6 +33,14 @@ def test_builtin_published_effects():
     assert "Huang" in CITATION and "Journal of Memory and Language" in CITATION
     with pytest.raises(ConfigError, match="no subset"):
         published_effects("Garden")
+
+
+def test_human_subset_is_named_by_the_suite_and_checked():
+    from mechinterp.stimuli import load_suite
+
+    assert human_subset(load_suite("sap:ClassicGP")) == "ClassicGP" == human_subset(load_suite("mvrr"))
+    with pytest.raises(ConfigError, match=r"subset RelativeClause\) have no effects for its constructions \['NP/Z'\]"):
+        human_subset(load_suite("npz"), "RelativeClause")
 
 
 def test_builtin_matches_upstream_table():

@@ -76,6 +76,10 @@ def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsy
             "--ns-stories", "1", "--ns-words", "20", "--out-dir", str(out)]
     line = refused(argv + ["--probe-sentences", "5"], capsys)  # refused before any work, naming the limit
     assert "--probe-sentences 5" in line and "10" in line and not out.exists()
+    # a comparison suite whose constructions have no published human effects: refused before any work
+    line = refused([*argv[:argv.index("--compare-suite") + 1], "sap:RelativeClause",
+                    *argv[argv.index("--compare-suite") + 2:]], capsys)
+    assert "items_RelativeClause" in line and "no effects for its constructions" in line and not out.exists()
     assert main(argv + ["--probe-sentences", "10", "--n-boot", "20", "--seed", "3",
                         "--intervention", "k3=truncate:k=3"]) == 0
     # --focus: patching and probes on MV/RR (default NP/Z)
@@ -85,6 +89,7 @@ def test_demo_options_reach_their_stages(tiny_dirs, tiny_suites, tmp_path, capsy
     col = pd.read_parquet(out / "collapse.parquet")
     assert set(col["construction"]) == {"NP/Z"} and set(col["item"]) == {1}
     assert read_provenance(out / "compare.csv")["suite"]["source"] == str(tiny_suites["npz2"])
+    assert read_provenance(out / "compare.csv")["extra"]["human_source"].endswith("subset ClassicGP")
     # --intervention replaces the default clamp
     assert set(pd.read_csv(out / "collapse.side_effects.csv")["intervention"]) == {"original", "k3"}
     prov = read_provenance(out / "summary.csv")

@@ -10,7 +10,7 @@ import pandas as pd
 from mechinterp.cli import common
 from mechinterp.cli.collapse import RUN_DEFAULTS, add_common, collapse_from_args
 from mechinterp.compare.figures import write_compare_report
-from mechinterp.compare.humans import load_sap_effects, noise_ceiling, published_effects
+from mechinterp.compare.humans import human_subset, load_sap_effects, noise_ceiling, published_effects
 from mechinterp.compare.likeness import compare
 from mechinterp.errors import ConfigError
 from mechinterp.surprisal import SurprisalConfig
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     p.add_argument("--human", metavar="DIR", help="SAP Benchmark directory (with effects/) for by-item effects and "
                    "the noise ceiling (default: the copy shipped with the package)")
-    p.add_argument("--subset", default="ClassicGP", help="SAP subset (default ClassicGP)")
+    p.add_argument("--subset", default=None, help="SAP subset whose human effects the suite is compared with "
+                                                  "(default: the one a SAP item file names, else ClassicGP)")
     p.add_argument("--collapsed", action="append", default=[], metavar="TABLE",
                    help="word tables written by `mechinterp collapse` (repeatable) instead of running interventions")
     p.add_argument("--linking", metavar="JSON", help="a saved linking fit to reuse (else fitted on --naturalstories)")
@@ -54,14 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if args.collapsed and given:
         raise ConfigError(f"{', '.join(given)} act where the interventions are run: with --collapsed tables, give "
                           "them to `mechinterp collapse`, which wrote those tables")
-    human = published_effects(args.subset)
-    human_items = load_sap_effects(args.human, args.subset, "item")
-    ceiling = noise_ceiling(args.human)
     suite = common.get_suite(args.suite)
-    missing = sorted(set(suite.constructions) - set(human["construction"]))
-    if missing:  # before any forward pass
-        raise ConfigError(f"--subset {args.subset}: the SAP human data have no effects for constructions {missing} "
-                          f"of suite {suite.name!r} (the built-in constructions are in ClassicGP)")
+    subset = human_subset(suite, args.subset)  # before any forward pass
+    human = published_effects(subset)
+    human_items = load_sap_effects(args.human, subset, "item")
+    ceiling = noise_ceiling(args.human)
     model = common.get_model(args, [suite])
     common.seed_everything(args.seed)
     descriptions = {}

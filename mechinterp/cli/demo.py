@@ -29,6 +29,7 @@ from mechinterp.cli import common
 from mechinterp.compare.figures import effects_figure as compare_figure
 from mechinterp.compare.figures import headline_table
 from mechinterp.compare.humans import (
+    human_subset,
     load_natural_stories,
     load_sap_effects,
     noise_ceiling,
@@ -287,10 +288,11 @@ def stage_compare(args: argparse.Namespace, model: Any, suite: Any, collapse: An
     """
     fit = small_link(model, corpus, _stories(args.ns_stories), args.ns_words)
     fit.save(out / "link.json")
-    cmp = compare(collapse.words, suite, fit, published_effects("ClassicGP"), load_sap_effects(None, "ClassicGP", "item"),
+    subset = human_subset(suite)
+    cmp = compare(collapse.words, suite, fit, published_effects(subset), load_sap_effects(None, subset, "item"),
                   noise_ceiling(), collapse.side_effects, n_boot=args.n_boot, seed=args.seed)
     prov = common.provenance("demo", args, model, [suite], stage="compare", linking=fit.to_json(),
-                             human_source="SAP Benchmark, Huang et al. (2024), JML")
+                             human_source=f"SAP Benchmark, Huang et al. (2024), JML; subset {subset}")
     common.write(cmp.table(), out / "compare.csv", prov)
     common.write(cmp.order, out / "compare.order.csv", prov)
     common.write(cmp.items, out / "compare.items.csv", prov)
@@ -328,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     effect_suites = [common.get_suite(s) for s in (args.suite or builtin_suites())]
     focus = first_items(common.get_suite(args.focus), args.items)
     human_suite = first_items(common.get_suite(args.compare_suite), args.items, per_construction=True)
+    human_subset(human_suite)  # a suite without published human effects is refused before any work
     model = common.get_model(args, [*effect_suites, focus, human_suite])
     common.seed_everything(args.seed)
     corpus = load_natural_stories().subset(stories)

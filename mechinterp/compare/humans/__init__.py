@@ -9,6 +9,7 @@ from mechinterp.compare.humans.sap import (
     CITATION,
     EFFECT_COLUMNS,
     construction_of_coef,
+    human_subset,
     load_sap_effects,
     load_sap_trials,
     noise_ceiling,
@@ -18,7 +19,7 @@ from mechinterp.compare.humans.sap import (
 )
 
 __all__ = [
-    "CITATION", "EFFECT_COLUMNS", "NaturalStories", "construction_of_coef", "load_natural_stories",
+    "CITATION", "EFFECT_COLUMNS", "NaturalStories", "construction_of_coef", "human_subset", "load_natural_stories",
     "load_sap_effects", "load_sap_trials", "noise_ceiling", "published_effects", "read_effect_table",
     "trial_effects",
 ]

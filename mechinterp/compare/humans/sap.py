@@ -20,13 +20,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from mechinterp.datasets import sap_dir
 from mechinterp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mechinterp.stimuli.types import Suite
 
 CITATION = (
     "Huang, Arehalli, Kugemoto, Muxica, Prasad, Dillon & Linzen (2024). Large-scale benchmark yields no evidence "
@@ -103,6 +106,39 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
         return pd.read_csv(path, **kw)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise ConfigError(f"{path} is not a readable CSV file: {exc}") from exc
+
+
+def human_subset(suite: "Suite", subset: str | None = None) -> str:
+    """The SAP subset whose published human effects a suite is compared with, checked before any model runs.
+
+    Args:
+        suite: The suite to compare (a SAP item file ``items_<Subset>.csv`` names its subset; any other suite is
+            compared with ClassicGP, whose constructions NP/S, NP/Z and MV/RR the built-in suites share).
+        subset: A subset to use instead of the one the suite names.
+
+    Returns:
+        The subset's name.
+
+    Raises:
+        ConfigError: the subset has no published human effect for one of the suite's constructions (one line
+            naming the constructions and what each subset covers).
+
+    Example:
+        >>> from mechinterp.stimuli import load_suite
+        >>> human_subset(load_suite("sap:ClassicGP")), human_subset(load_suite("npz"))
+        ('ClassicGP', 'ClassicGP')
+    """
+    published = published_effects(None)
+    if subset is None:
+        named = suite.name.removeprefix("items_")
+        subset = named if named in set(published["subset"]) else "ClassicGP"
+    have = published_effects(subset)
+    missing = sorted(set(suite.constructions) - set(have["construction"]))
+    if missing:
+        covers = "; ".join(f"{k}: {', '.join(sorted(set(g['construction'])))}" for k, g in published.groupby("subset"))
+        raise ConfigError(f"suite {suite.name!r}: the SAP human data (subset {subset}) have no effects for its "
+                          f"constructions {missing}; published constructions per subset: {covers}")
+    return subset
 
 
 def read_effect_table(path: str | Path, subset: str | None = None, source: str | None = None,
