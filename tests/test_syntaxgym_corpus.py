@@ -1,11 +1,10 @@
 """The public SyntaxGym corpus (Hu et al. 2020): every suite loads, and our accuracies match an independent
 scorer that follows SyntaxGym's rules and uses nothing of this package but the loaded model's weights.
 
-The suites are not part of this repository. To run these tests, download the 34 JSON suites from the
-``test_suites/json/`` folder of https://github.com/cpllab/syntactic-generalization (MIT licence) into a folder
-and point ``MECHINTERP_SYNTAXGYM_SUITES`` at it::
-
-    MECHINTERP_SYNTAXGYM_SUITES=path/to/json pytest tests/test_syntaxgym_corpus.py        # + -m slow
+The 34 suites ship in ``tests/data/syntaxgym/`` (gzipped upstream JSON from the ``test_suites/json/`` folder of
+https://github.com/cpllab/syntactic-generalization, MIT licence; see its README). ``MECHINTERP_SYNTAXGYM_SUITES``
+may point at another folder of ``.json``/``.json.gz`` suites. The slow test scores the first
+``MECHINTERP_SYNTAXGYM_ITEMS`` items of every suite (default 8; ``all`` for every item) on the default model.
 
 The independent scorer: a condition's sentence is its non-empty regions (whitespace normalised: stripped, inner
 runs of spaces made one) joined by one space;
@@ -17,6 +16,7 @@ An item passes when all of its suite's predictions hold; a suite's accuracy is t
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -33,18 +33,19 @@ from mechinterp.surprisal import SurprisalConfig, region_surprisal, suite_surpri
 
 ENV = "MECHINTERP_SYNTAXGYM_SUITES"
 N_SUITES = 34
-SUITES_DIR = os.environ.get(ENV)
-pytestmark = pytest.mark.skipif(
-    not SUITES_DIR,
-    reason=f"set {ENV} to a folder holding the 34 SyntaxGym suites (test_suites/json/ of "
-    "github.com/cpllab/syntactic-generalization)",
-)
+SUITES_DIR = Path(os.environ.get(ENV) or Path(__file__).parent / "data" / "syntaxgym")
+ITEMS = os.environ.get("MECHINTERP_SYNTAXGYM_ITEMS", "8")
 
 
 def corpus() -> dict[str, dict]:
-    """The raw JSON of every suite in the corpus folder, by file stem."""
-    files = sorted(Path(SUITES_DIR or ".").glob("*.json"))
-    return {f.stem: json.loads(f.read_text()) for f in files}
+    """The raw JSON of every suite in the corpus folder (``.json`` or gzipped ``.json.gz``), by suite name."""
+    out = {}
+    for f in sorted(SUITES_DIR.glob("*.json*")):
+        if f.name.endswith(".json"):
+            out[f.name[: -len(".json")]] = json.loads(f.read_text())
+        elif f.name.endswith(".json.gz"):
+            out[f.name[: -len(".json.gz")]] = json.loads(gzip.decompress(f.read_bytes()))
+    return out
 
 
 def first_items(data: dict, n: int) -> dict:
@@ -178,5 +179,7 @@ def test_first_items_match_independent_scorer(tiny_model):
 @pytest.mark.slow
 def test_accuracy_matches_independent_scorer_on_default_model(gemma):
     for name, data in corpus().items():
+        if ITEMS != "all":
+            data = first_items(data, int(ITEMS))
         ours, theirs, _ = compare(gemma, data, name)
         assert abs(ours - theirs) <= 0.02, f"{name}: accuracy {ours:.3f} vs independent scorer {theirs:.3f}"
