@@ -334,7 +334,7 @@ def _command_problems(cfg: SweepConfig, i: int, cmd: CommandSection) -> list[Pro
     if error:
         named = re.search(r"argument --([\w-]+)", error)
         keys = [k for k in cmd.options if named and option_name(k) == named.group(1)]
-        problems.append(((*loc, "options", keys[0]) if keys else loc, error))
+        problems.append(((*loc, "options", *keys[:1]), error))
     return problems
 
 
