@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,7 +110,7 @@ class CommandJob(BaseModel):
         return f"{self.run} {_slug(self.model)} {_slug(self.suite or '-')} seed={self.seed}"
 
     def command_line(self, out_dir: str = "JOB_DIR") -> str:
-        """The command line this job runs, its outputs in ``out_dir``.
+        """The command line this job runs (quoted for a shell), its outputs in ``out_dir``.
 
         Example:
             >>> job.command_line()
@@ -117,7 +118,7 @@ class CommandJob(BaseModel):
         """
         argv = command_argv(self.run, self.options, self.model, self.suite, self.seed, out_dir,
                             device=self.device, dtype=self.dtype)
-        return " ".join(["mechinterp", *argv])
+        return shlex.join(["mechinterp", *argv])
 
 
 Job = JobSpec | CommandJob
