@@ -188,6 +188,12 @@ BAD_SWEEPS: dict[str, str] = {
     "suite-unknown-name": SWEEP_HEAD + '[grid]\nmodels = ["{model}"]\nsuites = ["no-such-suite"]\n',
     "model-unknown": SWEEP_HEAD + '[grid]\nmodels = ["no-such-model"]\nsuites = ["mvrr"]\n',
     "store-is-file": '[sweep]\nname = "hostile"\nstore = "{out}"\n' + SWEEP_GRID,
+    "command-unknown": SWEEP_HEAD + SWEEP_GRID + '[[command]]\nrun = "bogus"\n',
+    "command-sets-out": SWEEP_HEAD + SWEEP_GRID + '[[command]]\nrun = "patch"\n[command.options]\nout = "{out}"\n',
+    "command-option-unknown": SWEEP_HEAD + SWEEP_GRID + '[[command]]\nrun = "patch"\noptions = { bogus = 1 }\n',
+    "command-value-bad": SWEEP_HEAD + SWEEP_GRID + '[[command]]\nrun = "patch"\noptions = { items = "many" }\n',
+    "command-model-unknown": SWEEP_HEAD + '[[command]]\nrun = "surprisal"\nmodels = ["no-such-model"]\n'
+                             'suites = ["mvrr"]\n',
 }
 
 # name -> command line of a command that runs the short-context model over MV/RR, whose item 24 is too long

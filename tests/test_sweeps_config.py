@@ -130,6 +130,7 @@ def test_checked_in_sweep_files_are_valid():
     for f in files:
         assert expand(load_sweep(f))
     cfg = load_sweep(root / "readings.toml")
+    assert cfg.grid is not None and cfg.grid.models and cfg.grid.suites
     assert set(cfg.grid.models) == {"gemma3-270m", "smollm2-135m"}
     assert set(cfg.grid.suites) == {"npz", "nps", "mvrr", "lexcat"}
 

@@ -1,4 +1,4 @@
-"""`mechinterp sweep FILE.toml`: run a scripted probe sweep (resumable; local or Ray)."""
+"""`mechinterp sweep FILE.toml`: run a scripted sweep of probes and commands (resumable; local or Ray)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from mechinterp.sweeps.runner import run_sweep
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "sweep", help="run a probe sweep file (models x suites x sites x settings x seeds), resumably",
+        "sweep", help="run a sweep file (probes: models x suites x sites x settings x seeds; [[command]] "
+                      "tables: any command that loads a model), resumably",
         description="Run the jobs of a sweep TOML file (see sweeps/*.toml) into a results store, skipping jobs "
                     "already finished. Safe to kill at any moment: run it again to resume.",
     )
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=["local", "ray"], default=None, help="override [sweep] executor")
     p.add_argument("--ray-address", default=None, help="Ray cluster address ('auto', 'ray://HOST:10001'); default: a local instance")
     p.add_argument("--num-cpus", type=common.positive_int, default=None, help="CPUs for a local Ray instance")
-    p.add_argument("--dry-run", action="store_true", help="list the jobs and whether they are done; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs, whether they are done and each command job's command line; run nothing")
     p.set_defaults(func=run)
 
 

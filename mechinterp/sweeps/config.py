@@ -21,6 +21,20 @@ Example (``sweeps/readings.toml``)::
     C = [0.1, 1.0]
     n_per_class = 150
 
+    [[command]]                     # any command that loads a model and writes --out or --out-dir
+    run = "patch"                   # its words: "collapse", "sae train", ...
+    suites = ["npz"]                # models, suites, seeds: default to [grid]'s (a command without --suite
+                                    # or --seed gets none)
+    [command.options]               # its options by name without dashes; a list repeats the option
+    sweep = "resid_post@*:region=np/last"
+    items = 4
+
+Probe jobs (one per model x suite x [probe] variant x seed) run when the file has a ``[probe]`` table (an empty
+one will do) or no ``[[command]]``; ``[grid]`` is optional when every command names its models. Each
+``[[command]]`` runs once per model x suite x seed into the same store, with ``--model``, ``--suite``,
+``--seed``, ``--device``, ``--dtype``, ``--out`` and ``--out-dir`` set by the sweep (never in its options);
+its command and option names are checked against the command-line parser, and its values too.
+
 Errors name the bad key and its line: TOML syntax errors come with tomllib's position, validation errors
 (pydantic) are mapped back to the line of the key they concern.
 """
@@ -39,6 +53,15 @@ from mechinterp.errors import ConfigError
 from mechinterp.layers import check_layer_field, check_layers
 from mechinterp.models.placement import check_device
 from mechinterp.probes.train import ProbeSettings
+from mechinterp.sweeps.commands import (
+    OptionValue,
+    check_command,
+    command_argv,
+    option_name,
+    requires,
+    takes,
+)
+from mechinterp.sweeps.commands import check_values as check_command_values
 
 Executor = Literal["local", "ray"]
 Component = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
@@ -55,6 +78,7 @@ class SweepSection(_Strict):
     executor: Executor = "local"
     ray_address: str | None = None
     ray_cpus_per_job: float = Field(1.0, gt=0)
+    ray_gpus_per_job: float | None = Field(default=None, ge=0)  # None: 1 when the device is not cpu and CUDA is there
     backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
     batch_size: int = Field(32, ge=1, le=1024)
     device: str = "auto"              # auto, cpu, cuda, cuda:N (mechinterp.models.placement)
@@ -71,9 +95,19 @@ class SweepSection(_Strict):
 
 
 class GridSection(_Strict):
-    models: list[str] = Field(min_length=1)
-    suites: list[str] = Field(min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1)  # required by probe jobs (checked by parse_sweep)
+    suites: list[str] | None = Field(default=None, min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class CommandSection(_Strict):
+    """One ``[[command]]`` table: a command run once per model x suite x seed."""
+
+    run: str = Field(min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1)
+    suites: list[str] | None = Field(default=None, min_length=1)
+    seeds: list[int] | None = Field(default=None, min_length=1)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
 
 
 class SitesSection(_Strict):
@@ -89,14 +123,21 @@ class SitesSection(_Strict):
 
 class SweepConfig(_Strict):
     sweep: SweepSection
-    grid: GridSection
+    grid: GridSection | None = None
     sites: SitesSection = Field(default_factory=SitesSection)
-    probe: dict[str, Any] = Field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+    command: list[CommandSection] = Field(default_factory=list)
+
+    @property
+    def has_probe_jobs(self) -> bool:
+        """Probe jobs run when the file has a [probe] table or no [[command]]."""
+        return self.grid is not None and (self.probe is not None or not self.command)
 
     def probe_variants(self) -> list[ProbeSettings]:
         """Every combination of the [probe] values (a list sweeps over its values)."""
-        keys = list(self.probe)
-        values = [v if isinstance(v, list) else [v] for v in self.probe.values()]
+        probe = self.probe or {}
+        keys = list(probe)
+        values = [v if isinstance(v, list) else [v] for v in probe.values()]
         out = []
         for combo in itertools.product(*values):
             out.append(ProbeSettings(**dict(zip(keys, combo))))
@@ -149,8 +190,9 @@ def key_lines(text: str) -> dict[tuple, int]:
                 counts[path] = idx + 1
                 lines.setdefault(path, i)
                 table = (*path, idx)
-            else:
-                table = path
+            else:  # a sub-table of the latest entry of an array of tables ([command.options]) gets its index
+                arrays = [n for n in range(len(path), 0, -1) if path[:n] in counts]
+                table = (*path[:arrays[0]], counts[path[:arrays[0]]] - 1, *path[arrays[0]:]) if arrays else path
             lines.setdefault(table, i)
             continue
         k = _KEY.match(line)
@@ -172,9 +214,10 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> tuple[int | None, tuple]:
 def _fmt_loc(loc: tuple) -> str:
     if not loc:
         return "(top level)"
-    head = ".".join(str(x) for x in loc if not isinstance(x, int))
-    idx = "".join(f"[{x}]" for x in loc if isinstance(x, int))
-    return head + idx
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out
 
 
 def _validation_error(path: Path, text: str, exc: ValidationError, prefix: tuple = ()) -> ConfigError:
@@ -235,7 +278,7 @@ def parse_sweep(text: str, path: str | Path = "<sweep>") -> SweepConfig:
         cfg = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise _validation_error(path, text, exc) from None
-    for key, v in cfg.probe.items():
+    for key, v in (cfg.probe or {}).items():
         if isinstance(v, list) and not v:
             line, _ = _line_of(("probe", key), key_lines(text))
             raise ConfigError(f"invalid sweep file:\n  {path}:{line}: probe.{key}: the list is empty")
@@ -243,7 +286,78 @@ def parse_sweep(text: str, path: str | Path = "<sweep>") -> SweepConfig:
         cfg.probe_variants()
     except ValidationError as exc:
         raise _validation_error(path, text, exc, prefix=("probe",)) from None
+    problems = _grid_problems(cfg)
+    for i, cmd in enumerate(cfg.command):
+        problems += _command_problems(cfg, i, cmd)
+    if problems:
+        lines = key_lines(text)
+        msgs = []
+        for loc, msg in problems:
+            line, _ = _line_of(loc, lines)
+            msgs.append(f"{path}:{line}: {_fmt_loc(loc)}: {msg}" if line else f"{path}: {_fmt_loc(loc)}: {msg}")
+        raise ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
     return cfg
+
+
+Problem = tuple[tuple, str]
+
+
+def _grid_problems(cfg: SweepConfig) -> list[Problem]:
+    if cfg.grid is None:
+        return [] if cfg.command else [(("grid",), "required key is missing (or give [[command]] tables)")]
+    if not cfg.has_probe_jobs:
+        return []
+    return [(("grid", key), "required key is missing") for key in ("models", "suites")
+            if getattr(cfg.grid, key) is None]
+
+
+def _command_problems(cfg: SweepConfig, i: int, cmd: CommandSection) -> list[Problem]:
+    """What is wrong with ``[[command]]`` number ``i``: its command and option names, where its models, suites
+    and seeds come from, and what the command's own parser says about its values."""
+    loc: tuple = ("command", i)
+    problems: list[Problem] = [((*loc, "run") if key is None else (*loc, "options", key), msg)
+                               for key, msg in check_command(cmd.run, cmd.options)]
+    if problems:
+        return problems
+    models, suites, seeds = command_grid(cfg, cmd)
+    if not models:
+        problems.append(((*loc, "models"), "no models: give models here or in [grid]"))
+    for option, key in (("suite", "suites"), ("seed", "seeds")):
+        if getattr(cmd, key) is not None and not takes(cmd.run, option):
+            problems.append(((*loc, key), f"mechinterp {cmd.run} has no --{option}: leave {key} out"))
+    if requires(cmd.run, "suite") and suites == [None]:
+        problems.append(((*loc, "suites"), f"mechinterp {cmd.run} needs a suite: give suites here or in [grid]"))
+    if problems:
+        return problems
+    argv = command_argv(cmd.run, cmd.options, models[0], suites[0], seeds[0], "job")
+    error = check_command_values(argv)
+    if error:
+        named = re.search(r"argument --([\w-]+)", error)
+        keys = [k for k in cmd.options if named and option_name(k) == named.group(1)]
+        problems.append(((*loc, "options", *keys[:1]), error))
+    return problems
+
+
+def command_grid(cfg: SweepConfig, cmd: CommandSection) -> tuple[list[str], list[str | None], list[int | None]]:
+    """The models, suites and seeds one ``[[command]]`` runs over: its own lists, else ``[grid]``'s; a command
+    without ``--suite`` (``--seed``) gets the single suite (seed) None.
+
+    Args:
+        cfg: The sweep file.
+        cmd: One of its ``[[command]]`` tables.
+
+    Returns:
+        ``(models, suites, seeds)``; models is empty when neither the command nor ``[grid]`` names any.
+
+    Example:
+        >>> command_grid(cfg, cfg.command[0])
+        (['smollm2-135m'], ['npz'], [0])
+    """
+    grid = cfg.grid or GridSection()
+    models = list(cmd.models or grid.models or [])
+    suites: list[str | None] = list(cmd.suites or grid.suites or [None]) if takes(cmd.run, "suite") else [None]
+    seeds: list[int | None] = list(cmd.seeds or grid.seeds) if takes(cmd.run, "seed") else [None]
+    return models, suites, seeds
 
 
 def load_sweep(path: str | Path) -> SweepConfig:

@@ -1,5 +1,6 @@
 """Run a sweep file: expand it into jobs, skip the finished ones, run the rest on an executor with a progress
-bar, commit each result as it arrives, then rebuild the combined tables and figures of the sweep."""
+bar, commit each result as it arrives, then rebuild the combined tables and figures of the sweep's probe jobs
+and the index of its command jobs (``commands.parquet``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from mechinterp.errors import ConfigError, MechinterpError
@@ -28,8 +30,8 @@ from mechinterp.probes.summary import (
 from mechinterp.provenance import Provenance
 from mechinterp.stimuli import load_suite
 from mechinterp.sweeps.config import SweepConfig, load_sweep
-from mechinterp.sweeps.executors import Executor, make_executor
-from mechinterp.sweeps.jobs import JobSpec, expand, job_summary
+from mechinterp.sweeps.executors import Executor, gpus_per_job, make_executor
+from mechinterp.sweeps.jobs import CommandJob, Job, JobSpec, expand, job_from_dict, job_summary
 from mechinterp.sweeps.store import TABLES, ResultsStore
 from mechinterp.tables import write_table
 
@@ -85,11 +87,14 @@ def run_sweep(
     outcome = SweepOutcome(store=st.root, n_jobs=len(jobs), skipped=len(jobs) - len(todo))
     if dry_run:
         for j in jobs:
-            print(f"{'done ' if j.job_id in done else 'to do'}  {j.job_id}")
+            line = f"{'done ' if j.job_id in done else 'to do'}  {j.job_id}"
+            print(f"{line}  {j.command_line()}" if isinstance(j, CommandJob) else line)
         return outcome
     if isinstance(executor, str) or executor is None:  # before the store is touched (Ray may be missing)
         kind = executor or cfg.sweep.executor
-        ex = make_executor(kind, ray_address or cfg.sweep.ray_address, cfg.sweep.ray_cpus_per_job, num_cpus)
+        gpus = gpus_per_job(cfg.sweep.ray_gpus_per_job, cfg.sweep.device) if kind == "ray" else 0.0
+        ex = make_executor(kind, ray_address or cfg.sweep.ray_address, cfg.sweep.ray_cpus_per_job, num_cpus,
+                           gpus_per_job=gpus)
     else:
         ex = executor
     removed = st.prepare()
@@ -110,10 +115,10 @@ def run_sweep(
             return
         st.commit(res)
         outcome.ran.append(res.job_id)
-        bar.set_postfix_str(f"{JobSpec.model_validate(res.spec).describe()} {res.info.get('seconds', 0):.0f}s")
+        bar.set_postfix_str(f"{job_from_dict(res.spec).describe()} {res.info.get('seconds', 0):.0f}s")
         bar.update(1)
 
-    def on_error(job: JobSpec, exc: BaseException) -> None:
+    def on_error(job: Job, exc: BaseException) -> None:
         st.record_failure(job.job_id, job.model_dump(mode="json"), exc)
         outcome.failed[job.job_id] = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s: %s", job.job_id, type(exc).__name__, exc)
@@ -123,12 +128,41 @@ def run_sweep(
         ex.run(todo, on_result, on_error, skip=lambda j: st.is_done(j.job_id))
     finally:
         bar.close()
-    ids = [j.job_id for j in jobs if st.is_done(j.job_id)]
+    ids = [j.job_id for j in jobs if isinstance(j, JobSpec) and st.is_done(j.job_id)]
     outcome.tables, outcome.figures = collect(st, ids, cfg, figures=cfg.sweep.figures)
+    commands = [j.job_id for j in jobs if isinstance(j, CommandJob) and st.is_done(j.job_id)]
+    if commands:
+        outcome.tables["commands"] = write_command_index(st, commands, cfg)
     return outcome
 
 
-def check_jobs(jobs: list[JobSpec], path: str | Path) -> None:
+def write_command_index(st: ResultsStore, job_ids: list[str], cfg: SweepConfig | None = None) -> Path:
+    """Write ``commands.parquet`` in the store root: one row per finished command job (job_id, run, model,
+    suite, seed, files: the paths of its files under ``jobs/<job_id>/``).
+
+    Args:
+        st: The results store.
+        job_ids: Finished command jobs.
+        cfg: The sweep file (recorded in the index's provenance).
+
+    Example:
+        >>> pd.read_parquet(write_command_index(st, ids)).run.tolist()
+        ['patch', 'collapse']
+    """
+    rows = []
+    for jid in job_ids:
+        info = st.job_info(jid)
+        spec = info["spec"]
+        rows.append({"job_id": jid, "run": spec["run"], "model": spec["model"], "suite": spec.get("suite"),
+                     "seed": spec.get("seed"), "files": list(info.get("files", []))})
+    df = pd.DataFrame(rows, columns=["job_id", "run", "model", "suite", "seed", "files"])
+    df["seed"] = df["seed"].astype("Int64")
+    prov = Provenance(command="mechinterp sweep", config=cfg.model_dump(mode="json") if cfg else {},
+                      extra={"jobs": job_ids})
+    return write_table(df, st.root / "commands.parquet", prov)
+
+
+def check_jobs(jobs: list[Job], path: str | Path) -> None:
     """Refuse a sweep, before any job runs, whose jobs name a suite that cannot be read or a model that is
     neither a registry name nor a model directory: one error naming the sweep file, the entry and the problem,
     instead of every job failing the same way. (Models are looked up, not loaded; a suite longer than a
@@ -137,17 +171,26 @@ def check_jobs(jobs: list[JobSpec], path: str | Path) -> None:
     Raises:
         ConfigError: the first bad suite or model (one line).
     """
-    for suite in dict.fromkeys(j.suite for j in jobs):
+    def where(j: Job) -> str:
+        return f"command {j.run!r}: " if isinstance(j, CommandJob) else "grid."
+
+    suites: dict[str, Job] = {}
+    models: dict[str, Job] = {}
+    for j in jobs:  # each suite and model once, named by the first job that uses it
+        if j.suite is not None:
+            suites.setdefault(j.suite, j)
+        models.setdefault(j.model, j)
+    for suite, j in suites.items():
         try:
             load_suite(suite)
         except MechinterpError as exc:
-            raise ConfigError(f"sweep {path}: grid.suites entry {suite!r} cannot be used: {exc} "
+            raise ConfigError(f"sweep {path}: {where(j)}suites entry {suite!r} cannot be used: {exc} "
                               "(no job was run)") from None
-    for model in dict.fromkeys(j.model for j in jobs):
+    for model, j in models.items():
         try:
             get_spec(model)
         except MechinterpError as exc:
-            raise ConfigError(f"sweep {path}: grid.models entry {model!r} cannot be used: {exc} "
+            raise ConfigError(f"sweep {path}: {where(j)}models entry {model!r} cannot be used: {exc} "
                               "(no job was run)") from None
 
 

@@ -9,10 +9,13 @@ Layout::
         job.json                  spec, model and suite identity, timing
         metrics.parquet ...       its tables, each with <table>.parquet.provenance.json beside it
         probes/<CONS>/<component>-L<layer>/probe.safetensors + probe.json
+      jobs/<job_id>/              a finished COMMAND job: job.json and every file the command wrote
+        <command>.parquet ...     (its --out table, its --out-dir contents, --report ...)
       .tmp/<job_id>.<pid>/        a job being written (deleted at the next start if its process is gone)
       failed/<job_id>.json        the error of a job that failed (retried on the next run)
       metrics.parquet, readout.parquet, verdicts.parquet, training.parquet, confounds.parquet
-                                  all finished jobs together (+ summary tables), rebuilt after each run
+                                  all finished probe jobs together (+ summary tables), rebuilt after each run
+      commands.parquet            one row per finished command job: job_id, run, model, suite, seed, files
       figures/*.html
 
 A job is written completely into ``.tmp/`` (tables via :func:`mechinterp.tables.write_table`, probes via
@@ -98,8 +101,14 @@ class ResultsStore:
                 write_table(df, tmp / f"{name}.parquet", prov)
             for key, art in result.artifacts.items():
                 art.save(tmp / "probes" / key)
-            record = {"job_id": result.job_id, "spec": result.spec, "model": result.model, "suite": result.suite,
-                      "info": result.info, "tables": sorted(result.tables), "probes": sorted(result.artifacts),
+            files = getattr(result, "files", {}) or {}
+            for rel, data in files.items():
+                target = _file_in(tmp, rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            record = {"job_id": result.job_id, "kind": result.spec.get("kind", "probe"), "spec": result.spec,
+                      "model": result.model, "suite": result.suite, "info": result.info,
+                      "tables": sorted(result.tables), "probes": sorted(result.artifacts), "files": sorted(files),
                       "spec_hash": hash_json(result.spec)}
             (tmp / JOB_FILE).write_text(json.dumps(record, indent=2, default=str))
             _fsync_dir(tmp)
@@ -136,6 +145,15 @@ class ResultsStore:
     def probe_dirs(self, job_id: str) -> list[Path]:
         base = self.jobs_dir / job_id / "probes"
         return sorted(p.parent for p in base.glob("*/*/probe.json"))
+
+
+def _file_in(root: Path, rel: str) -> Path:
+    """``root/rel`` for a file a command job wrote; refused when it would land outside ``root`` or on job.json."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts or rel == JOB_FILE:
+        raise CacheError(f"a job's file cannot be stored as {rel!r}: give a relative path inside the job, "
+                         f"not {JOB_FILE}")
+    return root.joinpath(*parts)
 
 
 def _writer_alive(name: str) -> bool:
