@@ -36,7 +36,8 @@ class Head:
         head: The head index within the layer (query heads).
 
     Example:
-        >>> Head.parse("L11H0") == Head(11, 0), str(Head(8, 1))
+        >>> import mechinterp as mi
+        >>> mi.Head.parse("L11H0") == mi.Head(11, 0), str(mi.Head(8, 1))
         (True, 'L8H1')
     """
 
