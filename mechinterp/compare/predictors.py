@@ -19,10 +19,10 @@ m_pref / (m_pref + m_other), m = summed probability of the reading's diagnostic 
     reading_tv           |p(w) - p(w-1)|  (the total variation between the two-reading distributions)
     reading_kl_bits      KL(P_w || P_w-1) = p(w) log2(p(w)/p(w-1)) + (1-p(w)) log2((1-p(w))/(1-p(w-1)))
 
-NaN for every word of an item whose construction has no readings or continuation sets (and of plain texts
-and suites without an ambiguity annotation); tv and kl are NaN at the first word. The continuation sets
-diagnose the readings right after the ambiguous material; elsewhere in the sentence p(w) is what the same
-estimator says there, not a validated belief.
+NaN for every word of an item whose construction has no readings or continuation sets (and of plain texts,
+suites without an ambiguity annotation, and ``readings=False``); tv and kl are NaN at the first word. The
+continuation sets diagnose the readings right after the ambiguous material; elsewhere in the sentence p(w) is
+what the same estimator says there, not a validated belief.
 
 Parse-belief update from each reading probe ``LABEL`` (a :class:`~mechinterp.probes.ProbeArtifact`; its
 activation read at w's last token, at the probe's own layer and component; q(w) = the probe's P(class 1 =
@@ -137,6 +137,7 @@ def word_predictors(
     batch_size: int = 16,
     whitespace: str = "leading",
     continuations: "Mapping[str, Mapping[str, ReadingSet]] | None" = None,
+    readings: bool = True,
 ) -> pd.DataFrame:
     """Word-level predictors (surprisal, entropy change, belief updates, reanalysis, routing) of every word.
 
@@ -150,6 +151,8 @@ def word_predictors(
         batch_size: sentences per forward pass (and word prefixes per pass of the reading estimator).
         whitespace: ``"leading"`` or ``"trailing"`` (see :mod:`mechinterp.surprisal`).
         continuations: the reading estimator's continuation sets; default the shipped file.
+        readings: run the reading estimator after every word (its own forward passes, the slowest part);
+            False leaves the ``reading_*`` columns NaN.
 
     Returns:
         One row per item x condition x word (a suite: the columns of :func:`mechinterp.suite_surprisal`
@@ -201,7 +204,7 @@ def word_predictors(
     table["entropy_change_bits"] = per_sentence([np.concatenate([[np.nan], np.diff(e)]) for _, e in scores])
 
     beliefs = prefix_beliefs(model, suite, {(it.key, c.name): tt for (it, c), tt in zip(keys, tts)}, continuations,
-                             batch_size) if is_suite else {}
+                             batch_size) if is_suite and readings else {}
     p = [beliefs.get((it.key, c.name), np.full(len(tt.words), np.nan)) for (it, c), tt in zip(keys, tts)] \
         if is_suite else [np.full(len(tt.words), np.nan) for tt in tts]
     updates = [belief_update(x) for x in p]
