@@ -40,6 +40,8 @@ _API: dict[str, tuple[str, str | None]] = {
     "fit_intervention": ("mechinterp.interventions.spec", "fit_intervention"),
     "reading_probabilities": ("mechinterp.readings.api", "reading_probabilities"),
     "compare_to_humans": ("mechinterp.compare.likeness", "compare"),
+    "word_predictors": ("mechinterp.compare.predictors", "word_predictors"),
+    "Head": ("mechinterp.locate.attention", "Head"),
     "datasets": ("mechinterp.datasets", None),
 }
 
@@ -48,9 +50,11 @@ __all__ = sorted(_API)
 if TYPE_CHECKING:
     from mechinterp import datasets as datasets
     from mechinterp.compare.likeness import compare as compare_to_humans  # noqa: F401
+    from mechinterp.compare.predictors import word_predictors as word_predictors
     from mechinterp.effects import garden_path_effects as garden_path_effects
     from mechinterp.interventions.labelled import suite_activations as suite_activations
     from mechinterp.interventions.spec import fit_intervention as fit_intervention
+    from mechinterp.locate.attention import Head as Head
     from mechinterp.locate.patching import metrics as metrics
     from mechinterp.locate.patching.pair import patch as patch
     from mechinterp.locate.patching.pair import patch_pair as patch_pair

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechinterp.forward import PaddingSide, batches, logits, pad_batch
+from mechinterp.forward import Batch, PaddingSide, batches, logits, pad_batch
 from mechinterp.models import Backend, Model
 from mechinterp.progress import progress
 from mechinterp.stimuli.types import Condition, Item, Suite
@@ -96,6 +96,48 @@ def _logz_and_entropy(lg: torch.Tensor, rows_per_chunk: int = 8) -> tuple[torch.
     return lse.reshape(lg.shape[:-1]), ent.reshape(lg.shape[:-1])
 
 
+def batch_token_scores(lg: torch.Tensor, batch: Batch, bow: torch.Tensor | None = None) -> list[TokenScores]:
+    """The :class:`TokenScores` of each row of one padded batch from its logits.
+
+    Args:
+        lg: float32 next-token logits ``[batch, seq, vocab]`` of ``batch`` (e.g. :func:`mechinterp.forward.logits`).
+        batch: the padded batch the logits belong to.
+        bow: the tokenizer's beginning-of-word mask (:func:`bow_mask`) for the ``"trailing"`` whitespace
+            correction, or None.
+
+    Returns:
+        One :class:`TokenScores` per row of ``batch``, in batch order.
+
+    Example:
+        >>> b = pad_batch([tt.input_ids], model.pad_token_id, "right", model.device)
+        >>> (ts,) = batch_token_scores(logits(model, b), b)
+    """
+    lse, ent = _logz_and_entropy(lg)
+    tgt = lg[:, :-1].gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
+    bow_all = None
+    if bow is not None:
+        m = bow[: lg.shape[-1]].to(lg.device)
+        bow_all = (torch.logsumexp(lg[..., m], dim=-1) - lse).double().cpu().numpy()
+    tgt_np, ent_np = tgt.double().cpu().numpy(), ent.double().cpu().numpy()
+    out = []
+    for j in range(len(batch.lengths)):
+        a, n = batch.offsets[j], batch.lengths[j]
+        bow_lp = None
+        if bow_all is not None:  # index t: P(token t begins a word | tokens < t), for t = 1..n
+            bow_lp = np.concatenate([[np.nan], bow_all[j, a : a + n]])
+        out.append(TokenScores(
+            logprob=np.concatenate([[np.nan], tgt_np[j, a : a + n - 1]]),
+            entropy=np.concatenate([[np.nan], ent_np[j, a : a + n - 1]]),
+            bow_logprob=bow_lp,
+        ))
+    return out
+
+
+def bow_mask(model: Model, config: SurprisalConfig) -> torch.Tensor | None:
+    """The beginning-of-word token mask that ``config``'s whitespace handling needs (None for ``"leading"``)."""
+    return _bow_mask(model.tokenizer) if config.whitespace == "trailing" else None
+
+
 @torch.no_grad()
 def token_scores(
     model: Model,
@@ -107,28 +149,12 @@ def token_scores(
     ``on_batch(n)`` is called after each batch of ``n`` sequences (for progress bars)."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[TokenScores | None] = [None] * len(seqs)
-    bow = _bow_mask(model.tokenizer) if config.whitespace == "trailing" else None
+    bow = bow_mask(model, config)
     for idx in batches(len(order), config.batch_size):
         rows = [order[i] for i in idx]
         b = pad_batch([seqs[r].input_ids for r in rows], model.pad_token_id, config.padding_side, model.device)
-        lg = logits(model, b, config.backend)
-        lse, ent = _logz_and_entropy(lg)
-        tgt = lg[:, :-1].gather(-1, b.input_ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
-        bow_all = None
-        if bow is not None:
-            m = bow[: lg.shape[-1]].to(lg.device)
-            bow_all = (torch.logsumexp(lg[..., m], dim=-1) - lse).double().cpu().numpy()
-        tgt, ent = tgt.double().cpu().numpy(), ent.double().cpu().numpy()
-        for j, r in enumerate(rows):
-            a, n = b.offsets[j], b.lengths[j]
-            bow_lp = None
-            if bow_all is not None:  # index t: P(token t begins a word | tokens < t), for t = 1..n
-                bow_lp = np.concatenate([[np.nan], bow_all[j, a : a + n]])
-            out[r] = TokenScores(
-                logprob=np.concatenate([[np.nan], tgt[j, a : a + n - 1]]),
-                entropy=np.concatenate([[np.nan], ent[j, a : a + n - 1]]),
-                bow_logprob=bow_lp,
-            )
+        for r, ts in zip(rows, batch_token_scores(logits(model, b, config.backend), b, bow)):
+            out[r] = ts
         if on_batch is not None:
             on_batch(len(rows))
     return out  # pyright: ignore[reportReturnType]  # every slot is filled by the loop above

@@ -10,7 +10,7 @@ P(reading) = mass(reading) / (mass(preferred) + mass(dispreferred)).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,29 +35,46 @@ READING_COLUMNS = [
 ]
 
 
-def _target_sequences(t: ReadingTarget, sets: dict[str, list[tuple[str, tuple[int, ...]]]]
-                      ) -> list[tuple[int, ...]]:
+TokenSets = dict[str, list[tuple[str, tuple[int, ...]]]]  # reading -> [(continuation, token ids)]
+
+
+def _target_sequences(prefix_ids: tuple[int, ...], sets: TokenSets) -> list[tuple[int, ...]]:
     """The prefix alone, then prefix + every continuation of two tokens or more."""
-    seqs = [t.prefix_ids]
+    seqs = [prefix_ids]
     for toks in sets.values():
-        seqs += [t.prefix_ids + ids[:-1] for _, ids in toks if len(ids) > 1]
+        seqs += [prefix_ids + ids[:-1] for _, ids in toks if len(ids) > 1]
     return seqs
 
 
 @torch.no_grad()
-def _masses(model: "Model", targets: list[ReadingTarget], sets_per: list[dict], batch_size: int, backend: str
-            ) -> list[dict[str, float]]:
-    """Natural-log mass of each reading for each target."""
+def reading_masses(model: "Model", prefixes: Sequence[tuple[int, ...]], sets_per: Sequence[TokenSets],
+                   batch_size: int = 8, backend: str = "hf") -> list[dict[str, float]]:
+    """Natural-log mass of each reading's continuations after each prefix (the estimator's core).
+
+    Args:
+        model: the model.
+        prefixes: token ids (BOS first) of each prefix.
+        sets_per: for each prefix, reading -> tokenized continuations (:func:`~.continuations.token_sets`).
+        batch_size: prefixes per forward pass (each with its multi-token continuations).
+        backend: forward backend.
+
+    Returns:
+        For each prefix, reading -> log sum_c P(c | prefix) (``-inf`` for an empty set).
+
+    Example:
+        >>> sets = token_sets(model.tokenizer, load_continuations()["NP/Z"])
+        >>> reading_masses(model, [prefix_ids], [sets])[0]["subject"]
+    """
     out: list[dict[str, float]] = []
-    for rng in batches(len(targets), batch_size):
-        seq_lists = [_target_sequences(targets[i], sets_per[i]) for i in rng]
+    for rng in batches(len(prefixes), batch_size):
+        seq_lists = [_target_sequences(prefixes[i], sets_per[i]) for i in rng]
         flat = [s for lst in seq_lists for s in lst]
         b = pad_batch(flat, model.pad_token_id, "right", device=model.device)
         lp = torch.log_softmax(logits(model, b, backend).float(), dim=-1)
         row = 0
         for k, i in enumerate(rng):
-            t, sets = targets[i], sets_per[i]
-            n = len(t.prefix_ids)
+            sets = sets_per[i]
+            n = len(prefixes[i])
             base = lp[row, n - 1]
             multi_row = row + 1
             masses: dict[str, float] = {}
@@ -74,6 +91,36 @@ def _masses(model: "Model", targets: list[ReadingTarget], sets_per: list[dict], 
             row += len(seq_lists[k])
             out.append(masses)
     return out
+
+
+def target_token_sets(model: "Model", target: ReadingTarget, continuations: Mapping[str, Mapping[str, ReadingSet]]
+                      ) -> TokenSets:
+    """The tokenized continuation sets that score ``target``'s readings (its own disambiguating word left out).
+
+    Args:
+        model: gives the tokenizer.
+        target: the item and condition (:func:`~.targets.reading_targets`).
+        continuations: construction -> reading -> set (:func:`~.continuations.load_continuations`).
+
+    Returns:
+        reading -> list of (continuation, token ids), for exactly the target's two readings.
+
+    Raises:
+        ConfigError: the construction has no sets, or its sets name other readings than the suite's.
+
+    Example:
+        >>> t = next(reading_targets(model, load_suite("npz")))
+        >>> sorted(target_token_sets(model, t, load_continuations()))
+        ['object', 'subject']
+    """
+    if target.construction not in continuations:
+        raise ConfigError(f"no continuation sets for construction {target.construction!r} "
+                          f"(known: {sorted(continuations)})")
+    sets = token_sets(model.tokenizer, continuations[target.construction], exclude=target.disambiguator)
+    if set(sets) != {target.preferred, target.dispreferred}:
+        raise ConfigError(f"continuation readings {sorted(sets)} of {target.construction!r} do not match the "
+                          f"suite's readings {sorted([target.preferred, target.dispreferred])}")
+    return sets
 
 
 def exact_readings(model: "Model", suite: "Suite", intervention: "Composite | Any | None" = None,
@@ -101,20 +148,13 @@ def exact_readings(model: "Model", suite: "Suite", intervention: "Composite | An
     """
     sets_all = continuations if continuations is not None else load_continuations()
     targets = list(reading_targets(model, suite))
-    sets_per = []
-    for t in targets:
-        if t.construction not in sets_all:
-            raise ConfigError(f"no continuation sets for construction {t.construction!r} (known: {sorted(sets_all)})")
-        sets = token_sets(model.tokenizer, sets_all[t.construction], exclude=t.disambiguator)
-        if set(sets) != {t.preferred, t.dispreferred}:
-            raise ConfigError(f"continuation readings {sorted(sets)} of {t.construction!r} do not match the "
-                              f"suite's readings {sorted([t.preferred, t.dispreferred])}")
-        sets_per.append(sets)
-    seqs = [(t.full_ids, s, len(t.prefix_ids)) for t, sets in zip(targets, sets_per) for s in _target_sequences(t, sets)]
+    sets_per = [target_token_sets(model, t, sets_all) for t in targets]
+    seqs = [(t.full_ids, s, len(t.prefix_ids)) for t, sets in zip(targets, sets_per)
+            for s in _target_sequences(t.prefix_ids, sets)]
     iv = extend_to_prefixes(intervention, seqs)
 
     with apply_interventions(model, iv.hooks if iv is not None else ()):
-        masses = _masses(model, targets, sets_per, batch_size, backend)
+        masses = reading_masses(model, [t.prefix_ids for t in targets], sets_per, batch_size, backend)
     rows = []
     for t, m, sets in zip(targets, masses, sets_per):
         z = np.logaddexp(m[t.preferred], m[t.dispreferred])
