@@ -225,6 +225,11 @@ def test_patch_command_and_report(tiny_dirs, tmp_path, capsys):
     assert "attribution vs exact" in capsys.readouterr().out
     html = rep.read_text()
     assert "np/last" in html and "Plotly" in html and "Trivially complete late" in html
+    # a gap threshold no item passes: the report says so and lists the gaps (the table is unchanged)
+    assert main(["patch", "--model", str(tiny_dirs["llama"]), "--suite", "npz", "--items", "2", "--sweep", sweep,
+                 "--out", str(out), "--report", str(rep), "--min-gap", "1000"]) == 0
+    html = rep.read_text()
+    assert "No item to average" in html and "above 1000.0 bits" in html and "Largest mean effects" not in html
     assert main(["patch", "--model", str(tiny_dirs["llama"]), "--suite", "npz", "--sweep", "resid_pre@0:region=np/mean",
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "mean" in capsys.readouterr().err

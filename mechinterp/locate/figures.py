@@ -159,6 +159,12 @@ def report_blocks(df: pd.DataFrame, min_gap: float = 0.0, n_boot: int = 1000) ->
     summary = summarise(df, min_gap=min_gap, n_boot=n_boot)
     gaps = item_gaps(df, min_gap)
     blocks: list[tuple[str, Any]] = [("", NOTES)]
+    if summary.empty:  # every item's gap is at or below min_gap: nothing to average, say so and show the gaps
+        blocks.append(("No item to average", f"<p class='warn'>No item's clean-corrupt gap is above {min_gap} bits "
+                                             "(--min-gap), so no mean effect is shown; the items and their gaps "
+                                             "are listed below.</p>"))
+        blocks.append(("Items (gap = how much worse the corrupt run is, bits)", gaps.round(3)))
+        return blocks
     for cons in summary.construction.drop_duplicates():
         for direction in summary.direction.drop_duplicates():
             for method in [m for m in ("exact", "attribution") if m in set(summary.method)]:
