@@ -34,7 +34,7 @@ def measure(model_name: str, suites: list[str], patch_items: int, probe_items: i
     rows.append({"model": model_name, "measure": "word surprisal (bits)", "n": len(d), "max_abs_diff": d.max(),
                  "mean_abs_diff": d.mean()})
     d = pd.concat(effects)
-    rows.append({"model": model_name, "measure": "garden-path effect per construction x ROI (bits)", "n": len(d),
+    rows.append({"model": model_name, "measure": "garden-path effect per item and ROI (bits)", "n": len(d),
                  "max_abs_diff": d.max(), "mean_abs_diff": d.mean()})
     npz = mi.load_suite("npz").head(patch_items)
     sites = f"resid_post@every {max(1, m32.n_layers // 6)}:region=ambiguous/last"

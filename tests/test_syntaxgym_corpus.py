@@ -4,7 +4,7 @@ scorer that follows SyntaxGym's rules and uses nothing of this package but the l
 The 34 suites ship in ``tests/data/syntaxgym/`` (gzipped upstream JSON from the ``test_suites/json/`` folder of
 https://github.com/cpllab/syntactic-generalization, MIT licence; see its README). ``MECHINTERP_SYNTAXGYM_SUITES``
 may point at another folder of ``.json``/``.json.gz`` suites. The slow test scores the first
-``MECHINTERP_SYNTAXGYM_ITEMS`` items of every suite (default 8; ``all`` for every item) on the default model.
+``MECHINTERP_SYNTAXGYM_ITEMS`` items of every suite (default 3; ``all`` for every item) on the default model.
 
 The independent scorer: a condition's sentence is its non-empty regions (whitespace normalised: stripped, inner
 runs of spaces made one) joined by one space;
@@ -34,7 +34,7 @@ from mechinterp.surprisal import SurprisalConfig, region_surprisal, suite_surpri
 ENV = "MECHINTERP_SYNTAXGYM_SUITES"
 N_SUITES = 34
 SUITES_DIR = Path(os.environ.get(ENV) or Path(__file__).parent / "data" / "syntaxgym")
-ITEMS = os.environ.get("MECHINTERP_SYNTAXGYM_ITEMS", "8")
+ITEMS = os.environ.get("MECHINTERP_SYNTAXGYM_ITEMS", "3")
 
 
 def corpus() -> dict[str, dict]:

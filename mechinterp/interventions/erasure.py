@@ -27,7 +27,7 @@ Method = Literal["leace", "orth"]
 
 def _eraser_fn(eraser: LeaceEraser):
     def fn(x: Tensor) -> Tensor:
-        return eraser(x.to(eraser.proj_left.dtype)).to(x.dtype)
+        return eraser(x.to(eraser.proj_left.device, eraser.proj_left.dtype)).to(x.device, x.dtype)
 
     return fn
 

@@ -171,9 +171,9 @@ class LearnedIntervention(Intervention):
         t, a = self.tensors[i], self.scale
         if self.method == "steer":
             v = t["vector"]
-            return lambda x: x + a * v.to(x.dtype)
+            return lambda x: x + a * v.to(x.device, x.dtype)
         R, c = t["basis"], t["target"]
-        return lambda x: x + a * ((c.to(x.dtype) - x @ R.to(x.dtype).T) @ R.to(x.dtype))
+        return lambda x: x + a * ((c.to(x.device, x.dtype) - x @ R.to(x.device, x.dtype).T) @ R.to(x.device, x.dtype))
 
     def edits(self) -> list[SiteEdit]:
         return [SiteEdit(s, self.edit_fn(i)) for i, s in enumerate(self.sites)]

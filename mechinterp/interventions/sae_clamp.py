@@ -51,12 +51,12 @@ class SAEFeatureEdit(Intervention):
 
     def edit(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
         with torch.no_grad():
-            xs = x.to(self.sae.sae.W_dec.dtype)
+            xs = x.to(self.sae.sae.W_dec.device, self.sae.sae.W_dec.dtype)
             f = self.sae.encode(xs)
             f2 = f.clone()
             idx = torch.tensor(self.features, device=f.device)
             f2[:, idx] = torch.tensor(self.values, dtype=f.dtype, device=f.device)
-            return (xs + self.sae.decode(f2) - self.sae.decode(f)).to(x.dtype)
+            return (xs + self.sae.decode(f2) - self.sae.decode(f)).to(x.device, x.dtype)
 
     def edits(self) -> list[SiteEdit]:
         return [SiteEdit(self.sae.site, self.edit)]

@@ -20,6 +20,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mechinterp.cli import build_parser, main
 from mechinterp.errors import MechinterpError
 
 #: Options a sweep sets for every command job (never given in ``[command.options]``).
@@ -49,8 +50,6 @@ def sweepable_commands() -> dict[str, dict[str, argparse.Action]]:
         >>> "readings" in sweepable_commands()
         True
     """
-    from mechinterp.cli import build_parser
-
     out: dict[str, dict[str, argparse.Action]] = {}
 
     def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
@@ -179,8 +178,8 @@ def command_argv(run: str, options: dict[str, Any], model: str, suite: str | Non
         dtype: The ``--dtype`` value, or None to leave the command's default.
 
     Example:
-        >>> command_argv("patch", {"items": 4, "no-heads": True}, "m", "npz", 0, "/tmp/j")
-        ['patch', '--model', 'm', '--suite', 'npz', '--seed', '0', '--out', '/tmp/j/patch.parquet', '--items', '4', '--no-heads']
+        >>> command_argv("patch", {"items": 4, "no-heads": True}, "m", "npz", 0, "out/job")
+        ['patch', '--model', 'm', '--suite', 'npz', '--seed', '0', '--out', 'out/job/patch.parquet', '--items', '4', '--no-heads']
     """
     out_dir = Path(out_dir)
     argv = [*run.split(), "--model", model]
@@ -224,8 +223,6 @@ def check_values(argv: list[str]) -> str | None:
         >>> check_values(["patch", "--model", "m", "--suite", "npz", "--out", "x.parquet", "--items", "x"])
         "mechinterp patch: error: argument --items: ..."
     """
-    from mechinterp.cli import build_parser
-
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -255,10 +252,8 @@ def run_command(argv: list[str]) -> tuple[str, str]:
         CommandFailed: The command exited with a non-zero status (the message is its error line).
 
     Example:
-        >>> out, err = run_command(["surprisal", "--model", "m", "--suite", "npz", "--out", "/tmp/s.parquet"])
+        >>> out, err = run_command(["surprisal", "--model", "m", "--suite", "npz", "--out", "out/s.parquet"])
     """
-    from mechinterp.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

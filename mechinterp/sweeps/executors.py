@@ -17,6 +17,8 @@ import logging
 import os
 from typing import Any, Callable, Protocol, Sequence
 
+import torch
+
 from mechinterp.errors import ConfigError
 from mechinterp.sweeps.execute import JobResult, execute_job
 from mechinterp.sweeps.jobs import Job
@@ -89,8 +91,6 @@ def gpus_per_job(setting: float | None, device: str) -> float:
         return float(setting)
     if device == "cpu":
         return 0.0
-    import torch
-
     return 1.0 if torch.cuda.is_available() else 0.0
 
 
