@@ -196,3 +196,30 @@ def refused(argv: list[str], capsys) -> str:
     assert rc == 2, f"exit {rc} for {argv}: {err}"
     assert "Traceback" not in err and len(lines) == 1, err
     return lines[0]
+
+
+def hand_logprob(model, prefix_ids, cont_ids) -> float:
+    """log P(cont | prefix) by the chain rule, one unbatched forward pass per token (the reference for the
+    reading estimators)."""
+    total = 0.0
+    ids = list(prefix_ids)
+    for t in cont_ids:
+        with torch.no_grad():
+            lg = model.hf(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        total += float(torch.log_softmax(lg, -1)[t])
+        ids.append(t)
+    return total
+
+
+# the [sites] and [probe] tables of a small probe sweep on the tiny models (tests of sweep files)
+SMALL_PROBE_SWEEP = """
+[sites]
+layers = [1]
+
+[probe]
+n_per_class = 10
+folds = 2
+bootstrap = 100
+random_directions = 0
+transfer = false
+"""

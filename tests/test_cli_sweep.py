@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import refused
+from conftest import SMALL_PROBE_SWEEP, refused
 from mechinterp.cli import main
 from mechinterp.sweeps import ResultsStore
 
@@ -27,17 +27,7 @@ def test_sweep_store_executor_ray_options_and_dry_run(tiny_dirs, tiny_suites, tm
         [grid]
         models = ["{tiny_dirs['llama']}"]
         suites = ["{tiny_suites['npz2']}"]
-
-        [sites]
-        layers = [1]
-
-        [probe]
-        n_per_class = 10
-        folds = 2
-        bootstrap = 100
-        random_directions = 0
-        transfer = false
-        """))
+        """) + SMALL_PROBE_SWEEP)
     store = tmp_path / "store"
     # --dry-run lists the jobs and touches no store; --store replaces the file's store
     assert main(["sweep", str(path), "--dry-run"]) == 0

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mechinterp as mi
+from conftest import hand_logprob
 from mechinterp.compare.belief import belief_update
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.compare.reanalysis import aligned_words
@@ -118,16 +119,6 @@ def test_routing_equals_attention_of_a_plain_forward(tiny_model, npz2, table):
                 assert (rows.loc[~before, f"attn_amb_{label}"] > 0).all()
 
 
-def _hand_logprob(model, prefix_ids, cont_ids):
-    total, ids = 0.0, list(prefix_ids)
-    for t in cont_ids:
-        with torch.no_grad():
-            lg = model.hf(input_ids=torch.tensor([ids])).logits[0, -1].float()
-        total += float(torch.log_softmax(lg, -1)[t])
-        ids.append(t)
-    return total
-
-
 def test_belief_update_equals_hand_computation(tiny_model, npz2, table):
     it = npz2.items[0]
     cond = it.condition("ambiguous")
@@ -137,7 +128,7 @@ def test_belief_update_equals_hand_computation(tiny_model, npz2, table):
     assert any(len(ids) > 1 for toks in sets.values() for _, ids in toks)  # a multi-token continuation
     p = []
     for _, end in tt.word_spans:
-        m = {r: np.logaddexp.reduce([_hand_logprob(tiny_model, tt.input_ids[:end], ids) for _, ids in toks])
+        m = {r: np.logaddexp.reduce([hand_logprob(tiny_model, tt.input_ids[:end], ids) for _, ids in toks])
              for r, toks in sets.items()}
         p.append(1 / (1 + math.exp(m["subject"] - m["object"])))  # "object" is the preferred reading
     rows = _rows(table, it.number, "ambiguous")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from conftest import hand_logprob
 from mechinterp.readings import exact_readings, load_continuations, reading_probabilities
 from mechinterp.readings.continuations import ReadingSet, token_sets
 from mechinterp.readings.summary import efficacy, summarise_readings
@@ -49,18 +49,6 @@ def test_disambiguator_excluded_and_prefix_duplicates_dropped(tiny_model):
     assert [c for c, _ in ts["a"]] == [" ran", " was"]  # " ran away" starts with " ran": already counted
 
 
-def _hand_logprob(model, prefix_ids, cont_ids):
-    """log P(cont | prefix) by the chain rule, one unbatched forward pass per token."""
-    total = 0.0
-    ids = list(prefix_ids)
-    for t in cont_ids:
-        with torch.no_grad():
-            lg = model.hf(input_ids=torch.tensor([ids])).logits[0, -1].float()
-        total += float(torch.log_softmax(lg, -1)[t])
-        ids.append(t)
-    return total
-
-
 def test_exact_equals_hand_computation(tiny_model, npz3):
     sets = {"NP/Z": {"subject": ReadingSet("subject", (" was", " ran", " galloped away")),
                      "object": ReadingSet("object", (",", " for ever"))}}
@@ -72,7 +60,7 @@ def test_exact_equals_hand_computation(tiny_model, npz3):
         ts = token_sets(tok, sets["NP/Z"], exclude=t.disambiguator)
         expected = [" was", " galloped away"] if t.disambiguator == "ran" else [" was", " ran", " galloped away"]
         assert [c for c, _ in ts["subject"]] == expected  # "ran" is item 1's disambiguator
-        m = {r: np.logaddexp.reduce([_hand_logprob(tiny_model, t.prefix_ids, ids) for _, ids in toks])
+        m = {r: np.logaddexp.reduce([hand_logprob(tiny_model, t.prefix_ids, ids) for _, ids in toks])
              for r, toks in ts.items()}
         rows = df[(df["item"] == t.item) & (df["condition"] == t.condition)].set_index("reading")
         p_subj = math.exp(m["subject"]) / (math.exp(m["subject"]) + math.exp(m["object"]))

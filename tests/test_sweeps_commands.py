@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import SMALL_PROBE_SWEEP
 from mechinterp.errors import ConfigError
 from mechinterp.sweeps import CommandJob, ResultsStore, expand, parse_sweep, run_sweep
 from mechinterp.sweeps.config import key_lines
@@ -159,6 +160,7 @@ def _mixed_file(tmp_path: Path, model: Path, suite: Path, failing: bool = False)
         [command.options]
         sweep = "resid_pre@9:region=np/last"
         """) if failing else ""
+    probe_tables = textwrap.indent(SMALL_PROBE_SWEEP.strip(), " " * 8).lstrip()
     text = textwrap.dedent(f"""\
         [sweep]
         name = "mixed"
@@ -170,15 +172,7 @@ def _mixed_file(tmp_path: Path, model: Path, suite: Path, failing: bool = False)
         models = ["{model}"]
         suites = ["{suite}"]
 
-        [sites]
-        layers = [1]
-
-        [probe]
-        n_per_class = 10
-        folds = 2
-        bootstrap = 100
-        random_directions = 0
-        transfer = false
+        {probe_tables}
 
         [[command]]
         run = "patch"
