@@ -82,6 +82,9 @@ def test_cv_never_splits_an_item():
     assert sorted(per_item.drop_duplicates("item")["fold"].value_counts()) == [4, 4, 5, 5, 5]
     cv = cross_validate(d, "rt", {"x": ["x"]}, "key", n_folds=5, seed=3)
     assert bool((cv.rows.groupby("group")["fold"].nunique() == 1).all())
+    few = d[d["item"] < 3]  # 3 items x 12 rows: a fold trains on 24 rows or fewer
+    msg = str(pytest.raises(ConfigError, cross_validate, few, "rt", {"x": ["x"] * 30}, "key", 3).value)
+    assert "coefficients but fold" in msg
     assert "at least 5 items" in str(pytest.raises(ConfigError, item_folds, ["a", "b"], 5).value)
 
 
@@ -103,20 +106,23 @@ def test_predictor_sets_and_sap_design_pairs_versions(tiny_model):
 
 
 def test_fit_command(tiny_dirs, tmp_path, capsys):
-    suite = write_syntaxgym(first_items(load_suite("sap:ClassicGP"), 2, per_construction=True), tmp_path / "c6.json")
+    suite = write_syntaxgym(first_items(load_suite("sap:ClassicGP"), 4, per_construction=True), tmp_path / "c12.json")
     out = tmp_path / "fit.csv"
     argv = ["fit", "--model", str(tiny_dirs["llama"]), "--suite", str(suite), "--out", str(out),
-            "--predictors", "surprisal,entropy_change_bits", "--spillover", "1", "--folds", "2", "--n-boot", "50",
+            "--predictors", "surprisal,entropy_change_bits,reading_tv", "--spillover", "1", "--folds", "2", "--n-boot", "50",
             "--naturalstories", "shipped", "--ns-words", "25", "--batch-size", "8", "--seed", "1",
             "--device", "cpu", "--dtype", "float32"]
     assert main(argv) == 0
     t = pd.read_csv(out)
     assert set(t["dataset"]) == {"naturalstories", "sap:" + load_suite(str(suite)).name}
-    assert set(t["set"]) == {"baseline", "surprisal", "surprisal+entropy_change_bits"}
+    assert set(t[t["dataset"] != "naturalstories"]["set"]) == {"baseline", "surprisal", "surprisal+entropy_change_bits",
+                                                            "surprisal+reading_tv", "surprisal+all"}
+    assert "surprisal+reading_tv" not in set(t[t["dataset"] == "naturalstories"]["set"])  # NaN on plain texts
     assert {"d_loglik_vs_baseline", "d_loglik_vs_baseline_low", "d_r2_vs_surprisal_high", "item_r", "item_r_low",
             "noise_ceiling"} <= set(t.columns)
     sap = t[t["dataset"] != "naturalstories"]
-    assert bool(pd.Series(sap["noise_ceiling"]).between(0, 1).all()) and bool((sap["n_items"] == 6).all())
+    assert bool(pd.Series(sap["noise_ceiling"]).between(0, 1).all())
+    assert bool((sap["n_items"] == 12).all()) and bool((sap["n"] == 36).all())  # 12 items x ROI 0-2, none lost
     folds = pd.read_csv(tmp_path / "fit.folds.csv")
     assert set(folds["fold"]) == {0, 1}
     items = pd.read_csv(tmp_path / "fit.items.csv")

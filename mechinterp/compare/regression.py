@@ -196,6 +196,9 @@ def cross_validate(data: pd.DataFrame, y: str, sets: Mapping[str, Sequence[str]]
         pred, ll = np.empty(len(d)), np.empty(len(d))
         for f in range(n_folds):
             test = folds == f
+            if (~test).sum() <= X.shape[1]:
+                raise ConfigError(f"set {name!r} has {X.shape[1]} coefficients but fold {f} trains on only "
+                                  f"{int((~test).sum())} rows: use fewer predictors or lags, or more items")
             beta, s2 = ols(X[~test], yv[~test])
             pred[test] = X[test] @ beta
             ll[test] = gaussian_loglik(yv[test], pred[test], s2)
