@@ -1,0 +1,221 @@
+"""Which predictors beat length, frequency and surprisal: cross-validated fits on Natural Stories reading times
+and on SAP by-item garden-path effects (:mod:`mechinterp.compare.regression` does the statistics).
+
+Predictor sets, from a list of predictor columns of :func:`mechinterp.word_predictors` (``surprisal``,
+``entropy`` and ``entropy_change`` are accepted for the ``*_bits`` columns)::
+
+    baseline                 length, log_freq           (letters; Zipf log10 frequency, wordfreq)
+    surprisal                baseline + surprisal_bits
+    surprisal+<p>            surprisal + p              for every other predictor p
+    surprisal+all            surprisal + every predictor (when there are two or more others)
+
+each with spillover lags 0..K of every predictor (the baseline's too). Every set is compared with ``baseline``
+and with ``surprisal`` (ΔLogLik per word and ΔR², bootstrap 95% intervals over items).
+
+Data sets:
+
+* Natural Stories: per-word mean RTs (words outside [100, 3000] ms dropped), lags within each story, folds by
+  story. Predictors are computed on windows of a story's words (no context before a window).
+* SAP: one row per item x ROI (0-2 words from the disambiguator): the human by-item effect (ms), and the
+  difference ambiguous - unambiguous of every lagged predictor column at that word (lags within each
+  sentence). A linear RT model applied to both versions predicts exactly ``difference @ coefficients`` (the
+  intercept cancels), so the model is fitted on these rows, with one intercept per ROI (a garden-path cost the
+  predictors do not explain), in folds by item: an item's two versions are one row, never split. Beside the
+  log-likelihood and R²: the Pearson r of held-out predicted and human effects (bootstrap over items) and the
+  noise ceiling (mean split-half reliability of the human effects over the constructions and ROIs present).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mechinterp.compare.humans import NaturalStories
+from mechinterp.compare.linking import log_frequency, word_length
+from mechinterp.compare.predictors import word_predictors
+from mechinterp.compare.regression import add_spillover, correlation, cross_validate, lag_name
+from mechinterp.effects import garden_path_effects
+from mechinterp.errors import ConfigError
+from mechinterp.stimuli.types import Suite
+
+if TYPE_CHECKING:
+    from mechinterp.models import Model
+
+BASELINE = ("length", "log_freq")
+ALIASES = {"surprisal": "surprisal_bits", "entropy": "entropy_bits", "entropy_change": "entropy_change_bits"}
+RT_RANGE = (100.0, 3000.0)
+ROIS = (0, 1, 2)
+
+
+PREDICTOR_COLUMNS = ("surprisal_bits", "entropy_bits", "entropy_change_bits", "reading_p_preferred", "reading_tv",
+                     "reading_kl_bits")
+PER_LAYER = re.compile(r"(repr_cos|repr_l2)_L\d+|attn_amb_L\d+H\d+")
+
+
+def check_predictors(predictors: Sequence[str]) -> list[str]:
+    """The predictor columns named (aliases resolved), refusing a name :func:`word_predictors` does not make
+    without probes: the fixed columns, ``repr_cos_L<n>``, ``repr_l2_L<n>``, ``attn_amb_L<n>H<m>``.
+
+    Example:
+        >>> check_predictors(["surprisal", "repr_cos_L3"])
+        ['surprisal_bits', 'repr_cos_L3']
+    """
+    cols = list(dict.fromkeys(ALIASES.get(p.strip(), p.strip()) for p in predictors if p.strip()))
+    if not cols:
+        raise ConfigError("no predictor named")
+    for c in cols:
+        if c not in PREDICTOR_COLUMNS and not PER_LAYER.fullmatch(c):
+            raise ConfigError(f"unknown predictor {c!r}: choose from {', '.join(PREDICTOR_COLUMNS)}, "
+                              "repr_cos_L<n>, repr_l2_L<n>, attn_amb_L<n>H<m> (aliases: surprisal, entropy, "
+                              "entropy_change)")
+    return cols
+
+
+def predictor_sets(predictors: Sequence[str]) -> dict[str, list[str]]:
+    """Set name -> predictor columns (before lags), as the module docstring lists them.
+
+    Example:
+        >>> list(predictor_sets(["surprisal", "reading_tv"]))
+        ['baseline', 'surprisal', 'surprisal+reading_tv']
+    """
+    cols = list(dict.fromkeys(ALIASES.get(p.strip(), p.strip()) for p in predictors if p.strip()))
+    bad = [c for c in cols if c in BASELINE]
+    if bad:
+        raise ConfigError(f"{bad[0]} is in the baseline already; name model predictors only")
+    others = [c for c in cols if c != "surprisal_bits"]
+    sets = {"baseline": list(BASELINE), "surprisal": [*BASELINE, "surprisal_bits"]}
+    for c in others:
+        sets[f"surprisal+{c}"] = [*BASELINE, "surprisal_bits", c]
+    if len(others) > 1:
+        sets["surprisal+all"] = [*BASELINE, "surprisal_bits", *others]
+    return sets
+
+
+def add_baseline(words: pd.DataFrame) -> pd.DataFrame:
+    """Add ``length`` (letters and digits) and ``log_freq`` (Zipf) of the ``word`` column."""
+    out = words.copy()
+    out["length"] = out["word"].map(word_length).astype(float)
+    out["log_freq"] = log_frequency(out["word"].astype(str).tolist())
+    return out
+
+
+def lagged_sets(sets: dict[str, list[str]], lags: int) -> dict[str, list[str]]:
+    """Every set's columns with their spillover lags (:func:`mechinterp.compare.regression.lag_name`)."""
+    return {name: [lag_name(c, k) for c in cols for k in range(lags + 1)] for name, cols in sets.items()}
+
+
+def natural_stories_predictors(model: "Model", corpus: NaturalStories, window_words: int = 200,
+                               batch_size: int = 16) -> pd.DataFrame:
+    """The corpus table (story, zone, word, rt_mean ...) with the :func:`word_predictors` columns of each word,
+    scored on consecutive windows of ``window_words`` words of each story (probe-, reading-, layer- and
+    head-free: those columns are NaN or absent on plain texts)."""
+    texts, rows = [], []
+    for story in corpus.stories:
+        g = corpus.story_words(story)
+        for start in range(0, len(g), window_words):
+            texts.append(" ".join(g["word"].iloc[start:start + window_words].astype(str)))
+            rows.append(g.index[start:start + window_words])
+    table = word_predictors(model, texts, layers=(), readings=False, batch_size=batch_size)
+    out = corpus.words.copy()
+    pred_cols = [c for c in table.columns if c not in ("sentence", "word_index", "word", "n_tokens")]
+    for c in pred_cols:
+        out[c] = np.nan
+    for s, idx in enumerate(rows):
+        part = table[table["sentence"] == s].sort_values("word_index")
+        if len(part) != len(idx):
+            raise ConfigError(f"word count mismatch in Natural Stories window {s}")
+        out.loc[idx, pred_cols] = part[pred_cols].to_numpy()
+    return out
+
+
+def natural_stories_design(table: pd.DataFrame, predictors: Sequence[str], lags: int) -> pd.DataFrame:
+    """Baseline columns, spillover lags within each story, and RTs outside :data:`RT_RANGE` dropped."""
+    d = add_spillover(add_baseline(table.sort_values(["story", "zone"])), [*BASELINE, *predictors], lags, ["story"])
+    return pd.DataFrame(d[d["rt_mean"].between(*RT_RANGE)]).reset_index(drop=True)
+
+
+def sap_design(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, predictors: Sequence[str],
+               lags: int) -> pd.DataFrame:
+    """One row per item x ROI: ``d_<column>`` = ambiguous - unambiguous of every lagged column, ``human_ms``,
+    ``item_key`` (construction/item) and ROI indicators ``roi_0`` .. ``roi_2``."""
+    seq = ["construction", "item", "condition"]
+    d = add_spillover(add_baseline(words.sort_values([*seq, "word_index"])), [*BASELINE, *predictors], lags, seq)
+    cols = [lag_name(c, k) for c in (*BASELINE, *predictors) for k in range(lags + 1)]
+    out = None
+    for c in cols:
+        w = d.drop(columns=["surprisal_bits"]).rename(columns={c: "surprisal_bits"})
+        e = garden_path_effects(w, suite, ROIS)[["construction", "item", "roi", "effect_bits"]]
+        e = e.rename(columns={"effect_bits": f"d_{c}"})
+        out = e if out is None else out.merge(e, on=["construction", "item", "roi"])
+    if out is None:
+        raise ConfigError("no predictor columns")
+    hi = human_items.dropna(subset=["item"]).assign(item=lambda t: t["item"].astype(int), roi=lambda t: t["roi"].astype(int))
+    out = out.merge(hi[["construction", "item", "roi", "effect"]].rename(columns={"effect": "human_ms"}),
+                    on=["construction", "item", "roi"], how="inner")
+    if out.empty:
+        raise ConfigError(f"no item of suite {suite.name!r} has a by-item human effect (is it a SAP suite?)")
+    out["item_key"] = out["construction"].astype(str) + "/" + out["item"].astype(str)
+    for k in ROIS:
+        out[f"roi_{k}"] = (out["roi"] == k).astype(float)
+    return out
+
+
+def summarise(cv, dataset: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """One row per set: pooled held-out metrics and deltas over ``baseline`` and ``surprisal``."""
+    rows = []
+    names = list(dict.fromkeys(cv.rows["set"]))
+    for name in names:
+        row = {"dataset": dataset, "set": name, "n_items": int(cv.rows[cv.rows["set"] == name]["group"].nunique()),
+               **cv.pooled(name)}
+        for ref in ("baseline", "surprisal"):
+            if ref in names and name != ref:
+                for k, v in cv.delta(name, ref, n_boot, seed).items():  # d_loglik_low -> d_loglik_vs_baseline_low
+                    bound = next((b for b in ("_low", "_high") if k.endswith(b)), "")
+                    row[f"{k[:len(k) - len(bound)]}_vs_{ref}{bound}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fit_natural_stories_sets(table: pd.DataFrame, predictors: Sequence[str], lags: int, n_folds: int,
+                             n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summary and per-fold tables on Natural Stories (predictors absent or all NaN there are left out)."""
+    sets = predictor_sets(predictors)
+    usable = {n: c for n, c in sets.items() if all(x in table.columns and table[x].notna().any() for x in c
+                                                 if x not in BASELINE)}
+    cols = sorted({c for cs in usable.values() for c in cs} - set(BASELINE))
+    d = natural_stories_design(table, cols, lags)
+    cv = cross_validate(d, "rt_mean", lagged_sets(usable, lags), "story", n_folds, seed)
+    return summarise(cv, "naturalstories", n_boot, seed), cv.folds.assign(dataset="naturalstories")
+
+
+def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, ceiling: pd.DataFrame | None,
+                 predictors: Sequence[str], lags: int, n_folds: int, n_boot: int = 1000,
+                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Summary (with held-out item correlations and the noise ceiling), per-fold and per-item tables on SAP."""
+    sets = predictor_sets(predictors)
+    missing = [c for cs in sets.values() for c in cs if c not in BASELINE and c not in words.columns]
+    if missing:
+        raise ConfigError(f"no predictor column {missing[0]!r} (columns: {', '.join(map(str, words.columns))})")
+    cols = list(dict.fromkeys(c for cs in sets.values() for c in cs if c not in BASELINE))
+    d = sap_design(words, suite, human_items, cols, lags)
+    dsets = {n: [f"d_{c}" for c in cs] for n, cs in lagged_sets(sets, lags).items()}
+    cv = cross_validate(d, "human_ms", dsets, "item_key", n_folds, seed, fixed=[f"roi_{k}" for k in ROIS])
+    summary = summarise(cv, f"sap:{suite.name}", n_boot, seed)
+    keyed = d.dropna(subset=["human_ms", *[c for cs in dsets.values() for c in cs]]).reset_index(drop=True)
+    ceil = float("nan")
+    if ceiling is not None:
+        cells = keyed[["construction", "roi"]].drop_duplicates().merge(ceiling, on=["construction", "roi"])
+        ceil = float(cells["split_half_r"].mean()) if len(cells) else float("nan")
+    rs, items = [], []
+    for name in summary["set"]:
+        r = cv.rows[cv.rows["set"] == name].sort_values("row")
+        rho, lo, hi = correlation(r["predicted"].to_numpy(), r["y"].to_numpy(), r["group"].tolist(), n_boot, seed)
+        rs.append({"item_r": rho, "item_r_low": lo, "item_r_high": hi, "noise_ceiling": ceil})
+        items.append(keyed[["construction", "item", "roi"]].assign(set=name, fold=r["fold"].to_numpy(),
+                                                                   predicted_ms=r["predicted"].to_numpy(),
+                                                                   human_ms=r["y"].to_numpy()))
+    summary = pd.concat([summary, pd.DataFrame(rs)], axis=1)
+    return summary, cv.folds.assign(dataset=f"sap:{suite.name}"), pd.concat(items, ignore_index=True)
