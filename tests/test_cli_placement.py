@@ -46,6 +46,8 @@ def _commands(model: str, tmp: Path) -> dict[str, list[str]]:
         "sae card": ["sae", "card", "--model", model, "--sae", str(tmp / "sae"), "--feature", "0", "--suite", "npz",
                      "--out", str(tmp / "card.csv"), "--report", str(tmp / "card.html")],
         "suite check": ["suite", "check", "npz", "--model", model, "--max-items", "1"],
+        "fit": ["fit", "--model", model, "--suite", "sap:ClassicGP", "--out", str(tmp / "fit.csv"), "--predictors",
+                "surprisal", "--folds", "2", "--n-boot", "20", "--naturalstories", "none"],
         "demo": ["demo", "--model", model, "--quick", "--items", "2", "--suite", "npz", "--probe-layers", "1",
                  "--ns-stories", "1", "--ns-words", "20", "--out-dir", str(tmp / "demo")],
         "explore": ["explore", "--dry-run", "--model", model, "--results", str(tmp)],
