@@ -89,15 +89,22 @@ class Model:
     def n_params(self) -> int:
         return sum(p.numel() for p in self.hf.parameters())
 
+    def _input_weight(self) -> torch.Tensor:
+        """The input embedding's weight (the first parameter for a model that does not expose its embedding)."""
+        try:
+            return self.hf.get_input_embeddings().weight
+        except (NotImplementedError, AttributeError):
+            return next(self.hf.parameters())
+
     @property
     def device(self) -> torch.device:
         """Where inputs go: the device of the input embedding (the first of several when the weights are spread)."""
-        return self.hf.get_input_embeddings().weight.device
+        return self._input_weight().device
 
     @property
     def dtype(self) -> torch.dtype:
         """The weights' dtype (activations have it too; logits are returned in float32)."""
-        return self.hf.get_input_embeddings().weight.dtype
+        return self._input_weight().dtype
 
     @property
     def bos_token_id(self) -> int:
