@@ -131,8 +131,15 @@ _IMPORT_EACH = """
 import importlib, os, sys, traceback
 import numpy, pandas, scipy.stats, sklearn, torch, transformers  # noqa: F401  (shared, package-free)
 assert not [m for m in sys.modules if m == "mechinterp" or m.startswith("mechinterp.")]
-failed = []
-for name in sys.argv[1:]:
+failed, running = [], {}
+def reap():
+    pid, status = os.wait()
+    if status != 0:
+        failed.append(running[pid])
+    del running[pid]
+for name in sys.argv[1:]:  # one fork per module, as many at once as there are cores
+    if len(running) >= (os.cpu_count() or 1):
+        reap()
     pid = os.fork()
     if pid == 0:
         try:
@@ -141,10 +148,10 @@ for name in sys.argv[1:]:
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        failed.append(name)
-print("FAILED:" + ",".join(failed))
+    running[pid] = name
+while running:
+    reap()
+print("FAILED:" + ",".join(sorted(failed)))
 """
 
 
