@@ -57,6 +57,7 @@ from mechinterp.locate.sites import (
     region_number,
     region_of_token,
 )
+from mechinterp.models.placement import DTYPES, dtype_name
 from mechinterp.provenance import Provenance
 from mechinterp.tokenization import tokenize_condition
 
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 FORMAT = "mechinterp-activation-cache/2"
 READABLE = ("mechinterp-activation-cache/1", FORMAT)  # /1 had no aliases
 MANIFEST = "manifest.json"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
               torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 LOCK = ".lock"
@@ -105,7 +105,7 @@ def cache_key(model: "Model", suite: "Suite", sites: Sequence[Site], config: Cac
         "config": config.keyed(),
     }
     if model.dtype != torch.float32:  # activations of the same weights in another precision
-        payload["model_dtype"] = str(model.dtype).removeprefix("torch.")
+        payload["model_dtype"] = dtype_name(model.dtype)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mechinterp.errors import WeightsError
 from mechinterp.io import sha256_file
 from mechinterp.models import convert
-from mechinterp.models.placement import Placement, resolve
+from mechinterp.models.placement import Placement, dtype_name, resolve
 from mechinterp.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from mechinterp.paths import cache_dir, models_dir
 
@@ -137,7 +137,7 @@ class Model:
             "n_params": self.n_params,
             "n_layers": self.n_layers,
             "d_model": self.d_model,
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": dtype_name(self.dtype),
             "device": str(self.device),
             "device_map": sorted({str(d) for d in getattr(self.hf, "hf_device_map", {}).values()}) or None,
         }

@@ -35,9 +35,11 @@ class Placement:
     dtype: torch.dtype
     device_map: str | None = None
 
-    @property
-    def dtype_name(self) -> str:
-        return next(k for k, v in DTYPES.items() if v == self.dtype)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name of a torch dtype as written in provenance and cache keys (``torch.bfloat16`` -> ``bfloat16``)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def check_device(text: str) -> str:
