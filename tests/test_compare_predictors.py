@@ -13,9 +13,10 @@ import torch
 
 import mechinterp as mi
 from conftest import hand_logprob
-from mechinterp.compare.belief import belief_update
+from mechinterp.compare.belief import belief_sets, belief_update, prefix_beliefs
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.compare.reanalysis import aligned_words
+from mechinterp.compare.word_pass import context_rows
 from mechinterp.errors import ConfigError
 from mechinterp.locate.activations import collect_rows
 from mechinterp.locate.sites import Site
@@ -239,3 +240,34 @@ def test_gemma_npz_versions_drift_apart_at_the_disambiguating_word_in_middle_lay
         share = float((now > before).mean())
         assert share >= 0.75 if L in middle else share <= 0.35, (L, share)
     assert_no_hooks(gemma)
+
+
+#: Continuations whose contexts overlap across readings (" for ever" inside " for ever more"), so that the
+#: one-pass scoring shares rows between them.
+NESTED = {"NP/Z": {"subject": ReadingSet("subject", (" was", " galloped away", " for ever more", " ran off home")),
+                   "object": ReadingSet("object", (",", " for ever", " for", " galloped"))}}
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("sets", [SETS, NESTED, None], ids=["small", "nested", "shipped"])
+def test_one_pass_beliefs_equal_one_estimator_run_per_prefix(request, arch, sets, npz2):
+    """The fast path (continuations read off the sentence pass and its key/value cache) gives the numbers of
+    the direct computation (every word prefix through the exact estimator's own padded passes)."""
+    model = request.getfixturevalue("tiny_model" if arch == "llama" else "tiny_gpt2")
+    keys, tts = mi.surprisal.suite_sequences(model, npz2)
+    slow = prefix_beliefs(model, npz2, {(it.key, c.name): tt for (it, c), tt in zip(keys, tts)}, sets, batch_size=3)
+    assert len(slow) == 4
+    multi = [ids for bs in belief_sets(model, npz2, sets).values() for ids in bs.token_ids if len(ids) > 1]
+    assert bool(multi) == (sets is not None), "SETS and NESTED have multi-token continuations on this tokenizer"
+    for batch_size in (1, 16):
+        fast = word_predictors(model, npz2, layers=(), continuations=sets, batch_size=batch_size)
+        for (key, cond), p in slow.items():
+            item = next(it.number for it in npz2.items if it.key == key)
+            np.testing.assert_allclose(_rows(fast, item, cond)["reading_p_preferred"], p, rtol=1e-5, atol=1e-7)
+    assert_no_hooks(model)
+
+
+def test_context_rows_share_a_row_between_nested_contexts():
+    rows, where = context_rows({0: [(1,), (1, 2), (1, 2, 3), (4, 5)], 2: [(1, 2)]}, [3, 5, 7])
+    assert rows == [(3, (1, 2)), (3, (4,)), (7, (1,))]
+    assert where == {(0, (1, 2, 3)): 0, (0, (1, 2)): 0, (0, (4, 5)): 1, (2, (1, 2)): 2}

@@ -54,9 +54,12 @@ suite's ambiguous region (``ambiguity.ambiguous_region``) of the same sentence, 
 0 for words before the region (causal attention); NaN when the suite names no ambiguous region (SAP CSVs,
 plain texts) or the region is empty in that condition.
 
-One forward pass per batch of sentences gives surprisal, entropy, residual states, probe activations and
-attention (:mod:`mechinterp.compare.word_pass`); the reading estimator scores its continuations in passes
-of its own. Results do not depend on ``batch_size``.
+One forward pass per batch of sentences gives surprisal, entropy, residual states, probe activations,
+attention and the reading estimator's continuation probabilities after every word
+(:mod:`mechinterp.compare.word_pass`: one-token continuations are read off the sentence's own next-token
+distributions; only the later tokens of multi-token continuations need a second, small pass on the sentence's
+key/value cache). Results do not depend on ``batch_size`` and equal the direct computations (one estimator run
+per word prefix, :func:`mechinterp.compare.belief.prefix_beliefs`) to float rounding.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mechinterp.compare.belief import belief_update, prefix_beliefs
+from mechinterp.compare.belief import belief_sets, belief_update, beliefs_from_logprobs
 from mechinterp.compare.reanalysis import aligned_words, state_distances
 from mechinterp.compare.word_pass import word_pass
 from mechinterp.errors import ConfigError, SuiteError
@@ -148,11 +151,11 @@ def word_predictors(
         heads: heads for the routing columns: ``mi.Head`` values, ``"L11H0"`` labels or ``(layer, head)`` pairs.
         layers: layers of the representational distances (a list or the layer grammar, e.g. ``"every 3"``);
             None: every layer; ``()``: none.
-        batch_size: sentences per forward pass (and word prefixes per pass of the reading estimator).
+        batch_size: sentences per forward pass.
         whitespace: ``"leading"`` or ``"trailing"`` (see :mod:`mechinterp.surprisal`).
         continuations: the reading estimator's continuation sets; default the shipped file.
-        readings: run the reading estimator after every word (its own forward passes, the slowest part);
-            False leaves the ``reading_*`` columns NaN.
+        readings: run the reading estimator after every word (read off the same passes; multi-token
+            continuations add a small pass per batch); False leaves the ``reading_*`` columns NaN.
 
     Returns:
         One row per item x condition x word (a suite: the columns of :func:`mechinterp.suite_surprisal`
@@ -191,7 +194,11 @@ def word_predictors(
     amb_region = suite.ambiguity.ambiguous_region if is_suite and suite.ambiguity is not None else None
     spans = [range(*tt.region_spans[amb_region]) if amb_region in tt.region_spans else None
              for tt in tts] if amb_region is not None else None
-    states = word_pass(model, tts, sites, head_list, spans, batch_size, bow_mask(model, config))
+    sets = belief_sets(model, suite, continuations) if is_suite and readings else {}  # pyright: ignore[reportArgumentType]  # a Suite when is_suite
+    seq_sets = [sets.get((it.key, c.name)) for it, c in keys] if sets else [None] * len(tts)
+    branches = [{w: bs.token_ids for w in range(len(tt.words))} if bs is not None else None
+                for bs, tt in zip(seq_sets, tts)]
+    states = word_pass(model, tts, sites, head_list, spans, batch_size, bow_mask(model, config), branches)
 
     scores = [word_scores(tt, st.scores, whitespace) for tt, st in zip(tts, states)]
     table = suite_word_table(suite, keys, tts, scores) if is_suite else sentence_word_table(tts, scores)  # pyright: ignore[reportArgumentType]  # a Suite when is_suite
@@ -203,10 +210,8 @@ def word_predictors(
 
     table["entropy_change_bits"] = per_sentence([np.concatenate([[np.nan], np.diff(e)]) for _, e in scores])
 
-    beliefs = prefix_beliefs(model, suite, {(it.key, c.name): tt for (it, c), tt in zip(keys, tts)}, continuations,
-                             batch_size) if is_suite and readings else {}
-    p = [beliefs.get((it.key, c.name), np.full(len(tt.words), np.nan)) for (it, c), tt in zip(keys, tts)] \
-        if is_suite else [np.full(len(tt.words), np.nan) for tt in tts]
+    p = [beliefs_from_logprobs(bs, len(tt.words), st.continuations) if bs is not None
+         else np.full(len(tt.words), np.nan) for bs, tt, st in zip(seq_sets, tts, states)]
     updates = [belief_update(x) for x in p]
     table["reading_p_preferred"] = per_sentence(p)
     table["reading_tv"] = per_sentence([u[0] for u in updates])
