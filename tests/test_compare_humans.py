@@ -8,6 +8,8 @@ import pytest
 from conftest import NATURAL_STORIES, SAP_DIR
 from mechinterp.compare.humans import (
     CITATION,
+    SAP_CONTRASTS,
+    construction_of_coef,
     human_subset,
     load_natural_stories,
     load_sap_effects,
@@ -15,9 +17,11 @@ from mechinterp.compare.humans import (
     noise_ceiling,
     published_effects,
     read_effect_table,
+    sap_contrast_suite,
     trial_effects,
 )
-from mechinterp.errors import ConfigError
+from mechinterp.errors import ConfigError, SuiteError
+from mechinterp.stimuli import load_suite
 
 
 def test_builtin_published_effects():
@@ -119,3 +123,59 @@ def test_natural_stories():
         ns.subset([11])
     with pytest.raises(ConfigError, match="not a Natural Stories directory"):
         load_natural_stories(SAP_DIR)
+
+
+@pytest.mark.parametrize("subset", ["ClassicGP", "RelativeClause", "AttachmentAmbiguity", "Agreement"])
+def test_every_sap_subset_maps_its_item_file_to_its_effect_rows(subset):
+    """On the shipped files: every construction and condition of the item file is named by SAP_CONTRASTS, every
+    contrast's coefficient has published and by-item effects, and every item has its by-item effects (ROI 0-2)."""
+    raw = load_suite(f"sap:{subset}")
+    contrasts = [c for c in SAP_CONTRASTS if c.subset == subset]
+    assert set(raw.constructions) == {c.construction for c in contrasts}
+    conditions = {x.name for it in raw.items for x in it.conditions}
+    if subset != "ClassicGP":  # the long layout: every condition takes part in a contrast
+        assert conditions == {n for c in contrasts for n in (c.harder, c.baseline)}
+    suite = sap_contrast_suite(raw)
+    assert human_subset(suite) == subset
+    assert set(suite.constructions) == {construction_of_coef(c.coef) for c in contrasts}
+    assert set(suite.constructions) == set(published_effects(subset)["construction"])
+    per_item = load_sap_effects(None, subset, "item")
+    assert set(per_item["coef"]) == {c.coef for c in contrasts}
+    have = {(c, int(i), int(r)) for c, i, r in zip(per_item["construction"], per_item["item"], per_item["roi"])}
+    keys = {(it.construction, it.number) for it in suite.items}
+    assert len(keys) == len(raw.items) * len(contrasts) // len({c.construction for c in contrasts})
+    assert all((c, n, r) in have for c, n in keys for r in (0, 1, 2))
+    assert {(c, i) for c, i, _ in have} == keys  # and no effect row without an item
+    for it in suite.items:
+        amb, unamb = suite.pair(it)
+        assert amb.region_words(2) and unamb.region_words(2)  # ROI 0 is the critical word in both versions
+        c = next(c for c in contrasts if construction_of_coef(c.coef) == it.construction)
+        orig = next(x for x in raw.items if (x.number, x.construction) == (it.number, c.construction))
+        assert (amb.text, unamb.text) == (orig.condition(c.harder).text, orig.condition(c.baseline).text)
+    if subset == "ClassicGP":
+        assert suite is raw
+
+
+def test_agreement_contrast_is_the_trials_ambiguous_minus_unambiguous():
+    """The evidence SAP_CONTRASTS cites for Agr: in the trial-level file every UNAGREE sentence is AMBIG=Amb and
+    every AGREE sentence Unamb, and the trials' Amb - Unamb effect has the published sign at every ROI."""
+    trials = load_sap_trials(SAP_DIR)
+    agr = trials[trials["construction"] == "Agr"][["item", "ambiguous", "sentence"]].drop_duplicates()
+    items = load_suite("sap:Agreement")
+    c = next(c for c in SAP_CONTRASTS if c.coef == "Agr")
+    text = {(it.number, x.name): x.text for it in items.items for x in it.conditions}
+    for _, r in agr.iterrows():
+        want = c.harder if r["ambiguous"] else c.baseline
+        assert " ".join(str(r["sentence"]).split()) == " ".join(text[(int(r["item"]), want)].replace("\\'", "'").split())
+    eff = trial_effects(trials[trials["construction"] == "Agr"], n_boot=10)
+    pub = published_effects("Agreement").set_index("roi")["effect"]
+    assert all((row["effect_ms"] > 0) == (pub[row["roi"]] > 0) for _, row in eff.iterrows() if row["roi"] in pub)
+
+
+def test_sap_contrast_suite_refuses_an_item_without_its_conditions():
+    raw = load_suite("sap:RelativeClause")
+    it = raw.items[0]
+    broken = raw.model_copy(update={"items": (it.model_copy(update={"conditions": it.conditions[:1]}),)})
+    with pytest.raises(SuiteError, match="RC_Obj and RC_Subj"):
+        sap_contrast_suite(broken)
+    assert sap_contrast_suite(load_suite("npz")) == load_suite("npz")  # already paired: unchanged

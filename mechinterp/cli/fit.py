@@ -15,7 +15,7 @@ from mechinterp.compare.fit_sets import (
     natural_stories_predictors,
     predictor_sets,
 )
-from mechinterp.compare.humans import human_subset, load_sap_effects, noise_ceiling
+from mechinterp.compare.humans import human_subset, load_sap_effects, noise_ceiling, sap_contrast_suite
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.errors import ConfigError
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--folds must be at least 2, got {args.folds}")
     predictors = check_predictors(args.predictors.split(","))
     cols = sorted({c for cs in predictor_sets(predictors).values() for c in cs} - {"length", "log_freq"})
-    suite = common.get_suite(args.suite)
+    suite = sap_contrast_suite(common.get_suite(args.suite))  # SAP long-layout files: one pair per coefficient
     subset = human_subset(suite, None)
     human_items = load_sap_effects(None, subset, "item")
     ceiling = noise_ceiling()

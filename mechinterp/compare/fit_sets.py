@@ -23,6 +23,10 @@ Data sets:
   predictors do not explain), in folds by item: an item's two versions are one row, never split. Beside the
   log-likelihood and R²: the Pearson r of held-out predicted and human effects (bootstrap over items) and the
   noise ceiling (mean split-half reliability of the human effects over the constructions and ROIs present).
+  Every SAP subset with published effects works: `mechinterp fit` reads a long-layout item file
+  (RelativeClause, AttachmentAmbiguity, Agreement) as one ambiguous/unambiguous pair per item and coefficient
+  (:func:`mechinterp.compare.humans.sap_contrast_suite`, the mapping and its evidence in
+  :data:`mechinterp.compare.humans.SAP_CONTRASTS`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from mechinterp.compare.humans import NaturalStories
+from mechinterp.compare.humans import NaturalStories, item_file_construction
 from mechinterp.compare.linking import log_frequency, word_length
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.compare.regression import add_spillover, correlation, cross_validate, lag_name
@@ -140,7 +144,8 @@ def natural_stories_design(table: pd.DataFrame, predictors: Sequence[str], lags:
 def sap_design(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, predictors: Sequence[str],
                lags: int) -> pd.DataFrame:
     """One row per item x ROI: ``d_<column>`` = ambiguous - unambiguous of every lagged column, ``human_ms``,
-    ``item_key`` (construction/item) and ROI indicators ``roi_0`` .. ``roi_2``."""
+    ``item_key`` (item-file construction/item: the contrasts GPE_high and GPE_low of one attachment item, which
+    share its AttachMulti sentence, are one group) and ROI indicators ``roi_0`` .. ``roi_2``."""
     seq = ["construction", "item", "condition"]
     d = add_spillover(add_baseline(words.sort_values([*seq, "word_index"])), [*BASELINE, *predictors], lags, seq)
     cols = [lag_name(c, k) for c in (*BASELINE, *predictors) for k in range(lags + 1)]
@@ -157,7 +162,7 @@ def sap_design(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, pre
                     on=["construction", "item", "roi"], how="inner")
     if out.empty:
         raise ConfigError(f"no item of suite {suite.name!r} has a by-item human effect (is it a SAP suite?)")
-    out["item_key"] = out["construction"].astype(str) + "/" + out["item"].astype(str)
+    out["item_key"] = out["construction"].map(item_file_construction).astype(str) + "/" + out["item"].astype(str)
     for k in ROIS:
         out[f"roi_{k}"] = (out["roi"] == k).astype(float)
     return out
@@ -194,11 +199,16 @@ def fit_natural_stories_sets(table: pd.DataFrame, predictors: Sequence[str], lag
 def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, ceiling: pd.DataFrame | None,
                  predictors: Sequence[str], lags: int, n_folds: int, n_boot: int = 1000,
                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Summary (with held-out item correlations and the noise ceiling), per-fold and per-item tables on SAP."""
+    """Summary (with held-out item correlations and the noise ceiling), per-fold and per-item tables on SAP.
+
+    Sets with a predictor that is NaN on every word of the suite (e.g. ``reading_*`` where the suite's
+    constructions have no continuation sets: SAP RelativeClause, AttachmentAmbiguity, Agreement) are left out,
+    as on Natural Stories."""
     sets = predictor_sets(predictors)
     missing = [c for cs in sets.values() for c in cs if c not in BASELINE and c not in words.columns]
     if missing:
         raise ConfigError(f"no predictor column {missing[0]!r} (columns: {', '.join(map(str, words.columns))})")
+    sets = {n: cs for n, cs in sets.items() if all(words[c].notna().any() for c in cs if c not in BASELINE)}
     cols = list(dict.fromkeys(c for cs in sets.values() for c in cs if c not in BASELINE))
     d = sap_design(words, suite, human_items, cols, lags)
     dsets = {n: [f"d_{c}" for c in cs] for n, cs in lagged_sets(sets, lags).items()}

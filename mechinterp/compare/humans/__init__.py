@@ -8,18 +8,22 @@ from mechinterp.compare.humans.naturalstories import (
 from mechinterp.compare.humans.sap import (
     CITATION,
     EFFECT_COLUMNS,
+    SAP_CONTRASTS,
+    SapContrast,
     construction_of_coef,
     human_subset,
+    item_file_construction,
     load_sap_effects,
     load_sap_trials,
     noise_ceiling,
     published_effects,
     read_effect_table,
+    sap_contrast_suite,
     trial_effects,
 )
 
 __all__ = [
-    "CITATION", "EFFECT_COLUMNS", "NaturalStories", "construction_of_coef", "human_subset", "load_natural_stories",
-    "load_sap_effects", "load_sap_trials", "noise_ceiling", "published_effects", "read_effect_table",
-    "trial_effects",
+    "CITATION", "EFFECT_COLUMNS", "NaturalStories", "SAP_CONTRASTS", "SapContrast", "construction_of_coef",
+    "human_subset", "item_file_construction", "load_natural_stories", "load_sap_effects", "load_sap_trials", "noise_ceiling",
+    "published_effects", "read_effect_table", "sap_contrast_suite", "trial_effects",
 ]

@@ -12,24 +12,32 @@ Three sources, all returned as tidy tables with the same columns (:data:`EFFECT_
 ROI 0 is the disambiguating word, ROI 1 and 2 the two words after it. Effects are ambiguous minus unambiguous
 reading time in ms (``measure="spr"``) or log ms (``"logrt"``).
 
+Item files and effect tables name things differently: the ClassicGP file's constructions (NP/Z, NP/S, MV/RR)
+are the coefficients GPE_NPZ, GPE_NPS, GPE_MVRR, while the long-layout files name one construction per file
+(RelativeClause, AttachmentAmbiguity, Agreement) and several conditions, and the effect tables one coefficient
+per contrast of two conditions (RC, GPE_high, GPE_low, Agr). :data:`SAP_CONTRASTS` is the one mapping from a
+subset's item-file construction and conditions to its coefficients, each with the evidence in the shipped files
+for it; :func:`sap_contrast_suite` rewrites a long-layout item file into one ambiguous/unambiguous pair per item
+and coefficient (the harder condition as "ambiguous"), so that garden-path effects, ``mechinterp fit`` and the
+human comparison read it like ClassicGP.
+
 Every function reads the copy of the benchmark shipped with the package (:func:`mechinterp.datasets.sap_dir`,
 MIT, licence and citation beside it) unless given another SAP directory in the upstream layout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from mechinterp.datasets import sap_dir
-from mechinterp.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mechinterp.stimuli.types import Suite
+from mechinterp.errors import ConfigError, SuiteError
+from mechinterp.stimuli.types import Ambiguity, Item, Suite
 
 CITATION = (
     "Huang, Arehalli, Kugemoto, Muxica, Prasad, Dillon & Linzen (2024). Large-scale benchmark yields no evidence "
@@ -37,7 +45,57 @@ CITATION = (
     "doi:10.1016/j.jml.2024.104510"
 )
 EFFECT_COLUMNS = ["subset", "coef", "construction", "roi", "item", "source", "measure", "effect", "ci_low", "ci_high"]
-COEF_TO_CONSTRUCTION = {"GPE_MVRR": "MV/RR", "GPE_NPS": "NP/S", "GPE_NPZ": "NP/Z"}
+
+
+@dataclass(frozen=True)
+class SapContrast:
+    """One coefficient of the SAP effect tables as a contrast of two conditions of an item file.
+
+    Attributes:
+        subset: the SAP subset (``items_<subset>.csv``, ``effects/<measure>/<subset>/``).
+        construction: the items' construction as :func:`mechinterp.stimuli.load_suite` reads the item file.
+        coef: the coefficient of the effect tables (``coef`` column).
+        harder: the condition whose reading time the effect adds (becomes "ambiguous").
+        baseline: the condition the effect is measured against (becomes "unambiguous").
+        why: the evidence in the shipped files for this pairing.
+    """
+
+    subset: str
+    construction: str
+    coef: str
+    harder: str
+    baseline: str
+    why: str
+
+
+#: Every SAP subset with published human effects: item-file construction and conditions -> coefficient.
+SAP_CONTRASTS: tuple[SapContrast, ...] = (
+    *(SapContrast("ClassicGP", cons, coef, "ambiguous", "unambiguous",
+                  f"items_ClassicGP.csv condition {label}_UAMB gives the construction and pairs an ambiguous with an "
+                  f"unambiguous sentence; by_item_unamb.csv names the baseline unamb{label}")
+      for cons, coef, label in (("MV/RR", "GPE_MVRR", "MVRR"), ("NP/S", "GPE_NPS", "NPS"), ("NP/Z", "GPE_NPZ", "NPZ"))),
+    SapContrast("RelativeClause", "RelativeClause", "RC", "RC_Obj", "RC_Subj",
+                "items_RelativeClause.csv has two conditions per item, RC_Subj and RC_Obj, with targetPosition at the "
+                "embedded verb in both; the paper's by-item GPT-2-only predictions at ROI 0 "
+                "(effects/spr/correlation/df_pointestimate_RC.csv) correlate r = +0.70 over items with GPT-2 "
+                "surprisal (surprisal_gpt2/items_RelativeClause.gpt2.csv) of RC_Obj minus RC_Subj at that word "
+                "(-0.70 the other way round): the object relative is the harder condition"),
+    SapContrast("AttachmentAmbiguity", "AttachmentAmbiguity", "GPE_high", "AttachHigh", "AttachMulti",
+                "items_AttachmentAmbiguity.csv has three conditions per item: AttachMulti (both nouns singular, the "
+                "agreeing verb at disambPosition allows either attachment), AttachHigh and AttachLow (the verb "
+                "agrees with the high / the low noun only); two coefficients share one reference, whose reading "
+                "times by_item_multi.csv gives (as by_item_unamb.csv does for ClassicGP); GPT-2-only predictions "
+                "for GPE_high at ROI 0 (df_pointestimate_AA.csv) correlate r = +0.58 with surprisal of AttachHigh "
+                "minus AttachMulti"),
+    SapContrast("AttachmentAmbiguity", "AttachmentAmbiguity", "GPE_low", "AttachLow", "AttachMulti",
+                "as GPE_high, with the low noun: GPT-2-only predictions for GPE_low correlate best with surprisal "
+                "of AttachLow minus AttachMulti (r = +0.44 at ROI 2; ROI 0 and 1 are near zero for every pairing)"),
+    SapContrast("Agreement", "Agreement", "Agr", "UNAGREE", "AGREE",
+                "items_Agreement.csv pairs UNAGREE ('the schedules deserves') with AGREE ('the schedule deserves'); "
+                "in the trial-level file (trials/npz_agreement_trials.csv.gz, Type AGREE) every UNAGREE sentence is "
+                "AMBIG=Amb and every AGREE sentence Unamb, and by_item_Agreed.csv gives the AGREE reading times"),
+)
+COEF_TO_CONSTRUCTION = {c.coef: c.construction for c in SAP_CONTRASTS if c.subset == "ClassicGP"}
 SOURCES = {"": "human", "_gpt2": "gpt2", "_lstm": "lstm", "_nosurp": "no_surprisal", "_unamb": "human_unambiguous_rt"}
 Measure = Literal["spr", "logrt"]
 
@@ -108,7 +166,74 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
         raise ConfigError(f"{path} is not a readable CSV file: {exc}") from exc
 
 
-def human_subset(suite: "Suite", subset: str | None = None) -> str:
+def sap_contrast_suite(suite: Suite, subset: str | None = None) -> Suite:
+    """A SAP long-layout item file as one ambiguous/unambiguous pair per item and coefficient (:data:`SAP_CONTRASTS`).
+
+    Each item of ``suite`` whose construction a contrast of ``subset`` names becomes one item per contrast:
+    construction = the coefficient's construction name (:func:`construction_of_coef`: RC, GPE_high, GPE_low,
+    Agr), the same item number, conditions "ambiguous" (the contrast's harder condition) and "unambiguous" (its
+    baseline), and an ambiguity annotation whose disambiguating region is the item file's critical word (region
+    2, the SAP's ROI 0). A suite that already pairs ambiguous and unambiguous versions (ClassicGP, the built-in
+    suites) is returned unchanged.
+
+    Args:
+        suite: the suite (e.g. ``load_suite("sap:RelativeClause")``).
+        subset: the SAP subset; default the one the file names (``items_<Subset>``).
+
+    Returns:
+        The paired suite.
+
+    Raises:
+        SuiteError: an item lacks a condition its contrast needs.
+
+    Example:
+        >>> from mechinterp.stimuli import load_suite
+        >>> paired = sap_contrast_suite(load_suite("sap:AttachmentAmbiguity"))
+        >>> paired.constructions, len(paired.items)
+        (['GPE_high', 'GPE_low'], 48)
+    """
+    if suite.ambiguity is not None:
+        return suite
+    subset = subset or suite.name.removeprefix("items_")
+    contrasts = [c for c in SAP_CONTRASTS if c.subset == subset]
+    if not contrasts:
+        return suite
+    items = []
+    for it in suite.items:
+        for c in contrasts:
+            if it.construction != c.construction:
+                continue
+            names = [x.name for x in it.conditions]
+            if c.harder not in names or c.baseline not in names:
+                raise SuiteError(f"suite {suite.name!r}, item {it.key}: coefficient {c.coef} contrasts conditions "
+                                 f"{c.harder} and {c.baseline}, the item has {names}")
+            items.append(Item(number=it.number, construction=construction_of_coef(c.coef),
+                              provenance=f"{it.provenance or suite.name}: {c.coef} = {c.harder} - {c.baseline}",
+                              conditions=(it.condition(c.harder).model_copy(update={"name": "ambiguous", "ambiguous": True}),
+                                          it.condition(c.baseline).model_copy(update={"name": "unambiguous",
+                                                                                      "ambiguous": False}))))
+    if not items:
+        return suite
+    cons = sorted({it.construction for it in items if it.construction})
+    return suite.model_copy(update={
+        "items": tuple(items),
+        "ambiguity": Ambiguity(construction=cons[0] if len(cons) == 1 else "mixed", disambiguating_region=2),
+    })
+
+
+def item_file_construction(construction: str) -> str:
+    """The item-file construction a coefficient's construction comes from (GPE_high -> AttachmentAmbiguity, RC ->
+    RelativeClause, NP/Z -> NP/Z); other names are kept. Contrasts of the same item file item (GPE_high and
+    GPE_low share the AttachMulti sentence) belong together when items are resampled or split into folds.
+
+    Example:
+        >>> item_file_construction("GPE_low"), item_file_construction("NP/Z")
+        ('AttachmentAmbiguity', 'NP/Z')
+    """
+    return next((c.construction for c in SAP_CONTRASTS if construction_of_coef(c.coef) == construction), construction)
+
+
+def human_subset(suite: Suite, subset: str | None = None) -> str:
     """The SAP subset whose published human effects a suite is compared with, checked before any model runs.
 
     Args:
