@@ -25,7 +25,7 @@ from mechinterp.readings import exact_readings
 from mechinterp.readings.continuations import ReadingSet, token_sets
 from mechinterp.stimuli import load_suite
 from mechinterp.tokenization import tokenize_condition
-from tests.conftest import assert_no_hooks
+from tests.conftest import TINY_ARCHS, assert_no_hooks, tiny_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -248,12 +248,19 @@ NESTED = {"NP/Z": {"subject": ReadingSet("subject", (" was", " galloped away", "
                    "object": ReadingSet("object", (",", " for ever", " for", " galloped"))}}
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.fixture(scope="module", params=TINY_ARCHS)
+def arch_model(request, tiny_dirs, tmp_path_factory):
+    """Each tiny architecture; Gemma-3's sliding window (8 tokens) is shorter than the sentences."""
+    arch = request.param
+    path = tiny_dirs[arch] if arch in tiny_dirs else tiny_model_dir(tmp_path_factory.mktemp("arch"), arch)
+    return mi.load_model(str(path))
+
+
 @pytest.mark.parametrize("sets", [SETS, NESTED, None], ids=["small", "nested", "shipped"])
-def test_one_pass_beliefs_equal_one_estimator_run_per_prefix(request, arch, sets, npz2):
+def test_one_pass_beliefs_equal_one_estimator_run_per_prefix(arch_model, sets, npz2):
     """The fast path (continuations read off the sentence pass and its key/value cache) gives the numbers of
     the direct computation (every word prefix through the exact estimator's own padded passes)."""
-    model = request.getfixturevalue("tiny_model" if arch == "llama" else "tiny_gpt2")
+    model = arch_model
     keys, tts = mi.surprisal.suite_sequences(model, npz2)
     slow = prefix_beliefs(model, npz2, {(it.key, c.name): tt for (it, c), tt in zip(keys, tts)}, sets, batch_size=3)
     assert len(slow) == 4
