@@ -11,8 +11,9 @@ import pytest
 
 from conftest import refused
 from mechinterp.cli import main
-from mechinterp.compare.fit_sets import predictor_sets, sap_design
-from mechinterp.compare.humans import load_sap_effects
+from mechinterp.compare.fit_sets import context_windows, natural_stories_predictors, predictor_sets, sap_design
+from mechinterp.compare.humans import load_natural_stories, load_sap_effects
+from mechinterp.compare.predictors import word_predictors
 from mechinterp.compare.regression import add_spillover, cross_validate, item_folds
 from mechinterp.errors import ConfigError
 from mechinterp.explore.demo import first_items
@@ -134,3 +135,37 @@ def test_fit_command(tiny_dirs, tmp_path, capsys):
     assert "--folds" in refused(base + ["--folds", "1"], capsys)
     assert "reading_kl" in refused(base + ["--predictors", "surprisal,reading_kl"], capsys)
     assert "--spillover" in refused(base + ["--spillover", "-1"], capsys)
+
+
+def test_context_windows_keep_every_word_once_with_its_context():
+    assert context_windows(10, 6, 2) == [(0, 0, 6), (4, 6, 10)]
+    assert context_windows(5, 300, 100) == [(0, 0, 5)]  # a story shorter than the window: scored whole
+    for n, window, context in ((1, 1, 0), (997, 300, 100), (1000, 50, 49), (40, 7, 0)):
+        wins = context_windows(n, window, context)
+        kept = [w for _, keep, end in wins for w in range(keep, end)]
+        assert kept == list(range(n))
+        assert all(end - first <= window for first, _, end in wins)
+        assert all(keep - first == context for first, keep, _ in wins[1:])
+    for bad in ((10, 5, 5), (10, 0, 0), (10, 5, -1)):
+        with pytest.raises(ConfigError, match="context < window"):
+            context_windows(*bad)
+
+
+def test_windowed_natural_stories_equal_unwindowed_where_the_context_fits(tiny_model):
+    """Words of a story's first window have their whole left context, so their predictors equal those of the
+    story scored as one sequence; a window as long as the story gives the unwindowed numbers everywhere; later
+    windows' words differ (less context) but every word is scored."""
+    corpus = load_natural_stories().subset(stories=[1, 2], words_per_story=40)
+    whole = natural_stories_predictors(tiny_model, corpus, window_words=40, context_words=0)
+    direct = word_predictors(tiny_model, [" ".join(corpus.story_words(s)["word"]) for s in corpus.stories], layers=(),
+                             readings=False)
+    np.testing.assert_allclose(whole["surprisal_bits"], direct["surprisal_bits"], rtol=1e-5)
+    np.testing.assert_allclose(whole["entropy_bits"], direct["entropy_bits"], rtol=1e-5)
+    windowed = natural_stories_predictors(tiny_model, corpus, window_words=16, context_words=6)
+    assert bool(windowed["surprisal_bits"].notna().all())
+    first = (corpus.words.groupby("story").cumcount() < 16).to_numpy()
+    for col in ("surprisal_bits", "entropy_bits", "entropy_change_bits"):
+        np.testing.assert_allclose(windowed.loc[first, col], whole.loc[first, col], rtol=1e-5)
+    assert not np.allclose(windowed.loc[~first, "surprisal_bits"], whole.loc[~first, "surprisal_bits"])
+    # entropy change is defined at a window's first kept word: its previous word is in the window's context
+    assert int(windowed["entropy_change_bits"].isna().sum()) == len(corpus.stories)

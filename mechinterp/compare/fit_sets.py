@@ -9,13 +9,19 @@ Predictor sets, from a list of predictor columns of :func:`mechinterp.word_predi
     surprisal+<p>            surprisal + p              for every other predictor p
     surprisal+all            surprisal + every predictor (when there are two or more others)
 
+Probe predictors (``probe_p_<label>``, ``probe_tv_<label>``, ``probe_kl_bits_<label>``) come from saved probe
+artifacts (:class:`~mechinterp.probes.ProbeArtifact`, ``mechinterp fit --probes DIR ...``) and are computed on
+both data sets.
+
 each with spillover lags 0..K of every predictor (the baseline's too). Every set is compared with ``baseline``
 and with ``surprisal`` (ΔLogLik per word and ΔR², bootstrap 95% intervals over items).
 
 Data sets:
 
 * Natural Stories: per-word mean RTs (words outside [100, 3000] ms dropped), lags within each story, folds by
-  story. Predictors are computed on windows of a story's words (no context before a window).
+  story. Predictors are computed on overlapping windows of a story's words (:func:`context_windows`; by
+  default 300 words, of which the first 100 are context only: every word has at least 100 words of left
+  context), so stories longer than a model's practical context work on any model.
 * SAP: one row per item x ROI (0-2 words from the disambiguator): the human by-item effect (ms), and the
   difference ambiguous - unambiguous of every lagged predictor column at that word (lags within each
   sentence). A linear RT model applied to both versions predicts exactly ``difference @ coefficients`` (the
@@ -32,7 +38,7 @@ Data sets:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,6 +53,7 @@ from mechinterp.stimuli.types import Suite
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
+    from mechinterp.probes.artifact import ProbeArtifact
 
 BASELINE = ("length", "log_freq")
 ALIASES = {"surprisal": "surprisal_bits", "entropy": "entropy_bits", "entropy_change": "entropy_change_bits"}
@@ -59,22 +66,36 @@ PREDICTOR_COLUMNS = ("surprisal_bits", "entropy_bits", "entropy_change_bits", "r
 PER_LAYER = re.compile(r"(repr_cos|repr_l2)_L\d+|attn_amb_L\d+H\d+")
 
 
-def check_predictors(predictors: Sequence[str]) -> list[str]:
-    """The predictor columns named (aliases resolved), refusing a name :func:`word_predictors` does not make
-    without probes: the fixed columns, ``repr_cos_L<n>``, ``repr_l2_L<n>``, ``attn_amb_L<n>H<m>``.
+PROBE_KINDS = ("probe_p", "probe_tv", "probe_kl_bits")
+
+
+def check_predictors(predictors: Sequence[str], probe_labels: Sequence[str] = ()) -> list[str]:
+    """The predictor columns named (aliases resolved), refusing a name :func:`word_predictors` does not make:
+    the fixed columns, ``repr_cos_L<n>``, ``repr_l2_L<n>``, ``attn_amb_L<n>H<m>`` and, for the probes labelled
+    ``probe_labels`` (:func:`mechinterp.compare.predictors.probe_label`), ``probe_p_<label>``,
+    ``probe_tv_<label>``, ``probe_kl_bits_<label>``; a bare ``probe_p``, ``probe_tv`` or ``probe_kl_bits``
+    stands for that column of every probe.
 
     Example:
         >>> check_predictors(["surprisal", "repr_cos_L3"])
         ['surprisal_bits', 'repr_cos_L3']
+        >>> check_predictors(["surprisal", "probe_tv"], ["NPZ_resid_post_L6"])
+        ['surprisal_bits', 'probe_tv_NPZ_resid_post_L6']
     """
-    cols = list(dict.fromkeys(ALIASES.get(p.strip(), p.strip()) for p in predictors if p.strip()))
+    named = [ALIASES.get(p.strip(), p.strip()) for p in predictors if p.strip()]
+    cols = list(dict.fromkeys(c for n in named for c in ([f"{n}_{lab}" for lab in probe_labels]
+                                                         if n in PROBE_KINDS and probe_labels else [n])))
     if not cols:
         raise ConfigError("no predictor named")
+    probe_cols = {f"{k}_{lab}" for k in PROBE_KINDS for lab in probe_labels}
     for c in cols:
-        if c not in PREDICTOR_COLUMNS and not PER_LAYER.fullmatch(c):
+        if c in PROBE_KINDS or (c.startswith(PROBE_KINDS) and c not in probe_cols):
+            given = ", ".join(probe_labels) if probe_labels else "none"
+            raise ConfigError(f"predictor {c!r} needs a probe (give --probes DIR ...; probes given: {given})")
+        if c not in PREDICTOR_COLUMNS and c not in probe_cols and not PER_LAYER.fullmatch(c):
             raise ConfigError(f"unknown predictor {c!r}: choose from {', '.join(PREDICTOR_COLUMNS)}, "
-                              "repr_cos_L<n>, repr_l2_L<n>, attn_amb_L<n>H<m> (aliases: surprisal, entropy, "
-                              "entropy_change)")
+                              "repr_cos_L<n>, repr_l2_L<n>, attn_amb_L<n>H<m>, probe_p, probe_tv, probe_kl_bits "
+                              "(with probes; aliases: surprisal, entropy, entropy_change)")
     return cols
 
 
@@ -111,27 +132,84 @@ def lagged_sets(sets: dict[str, list[str]], lags: int) -> dict[str, list[str]]:
     return {name: [lag_name(c, k) for c in cols for k in range(lags + 1)] for name, cols in sets.items()}
 
 
-def natural_stories_predictors(model: "Model", corpus: NaturalStories, window_words: int = 200,
-                               batch_size: int = 16) -> pd.DataFrame:
-    """The corpus table (story, zone, word, rt_mean ...) with the :func:`word_predictors` columns of each word,
-    scored on consecutive windows of ``window_words`` words of each story (probe-, reading-, layer- and
-    head-free: those columns are NaN or absent on plain texts)."""
+def context_windows(n_words: int, window: int, context: int) -> list[tuple[int, int, int]]:
+    """Overlapping windows over a text of ``n_words`` words, each word kept in exactly one of them.
+
+    A window is scored as one sequence from its first word; only its words from ``keep`` on are kept, so every
+    kept word has at least ``context`` words of left context inside its window (all of them in the first
+    window, which starts at the text's start). Windows hold at most ``window`` words; each window after the
+    first keeps ``window - context`` new words.
+
+    Args:
+        n_words: words in the text.
+        window: words per window (a window of ``n_words`` or more: the whole text, one window).
+        context: words of left context before the kept words of every window but the first.
+
+    Returns:
+        ``(first, keep, end)`` per window: the window is words ``[first, end)`` and it keeps ``[keep, end)``.
+
+    Example:
+        >>> context_windows(10, 6, 2)
+        [(0, 0, 6), (4, 6, 10)]
+    """
+    if window < 1 or context < 0 or context >= window:
+        raise ConfigError(f"windows need 0 <= context < window words, got window {window} and context {context}")
+    out, keep = [], 0
+    while keep < n_words:
+        first = max(0, keep - context)
+        end = min(n_words, first + window)
+        out.append((first, keep, end))
+        keep = end
+    return out
+
+
+#: Natural Stories windows (words): each kept word has at least NS_CONTEXT words of left context.
+NS_WINDOW, NS_CONTEXT = 300, 100
+
+
+def natural_stories_predictors(model: "Model", corpus: NaturalStories, window_words: int = NS_WINDOW,
+                               batch_size: int = 16, context_words: int = NS_CONTEXT,
+                               probes: "Sequence[ProbeArtifact] | Mapping[str, ProbeArtifact]" = ()
+                               ) -> pd.DataFrame:
+    """The corpus table (story, zone, word, rt_mean ...) with the :func:`word_predictors` columns of each word.
+
+    Stories are scored in overlapping windows (:func:`context_windows`): a window of ``window_words`` words is
+    one sequence (BOS first), and only the words after its first ``context_words`` are kept (all of the first
+    window's), so every word has at least ``context_words`` words of left context and is scored exactly once.
+    A window at least as long as a story scores the whole story as one sequence, which gives exactly the
+    unwindowed numbers. The windows keep a long story inside the model's practical context (and memory: each
+    window holds next-token logits over the vocabulary at every token); what a window does not see is at
+    least ``context_words`` words back. Reading, layer and head columns are NaN or absent on plain texts;
+    probe columns (``probes``) are computed on every word.
+
+    Args:
+        model: the model.
+        corpus: the corpus (e.g. :func:`~mechinterp.compare.humans.load_natural_stories`).
+        window_words: words per window.
+        batch_size: windows per forward pass.
+        context_words: words of left context before the kept words of each window after a story's first.
+        probes: reading probes for ``probe_*`` columns (see :func:`word_predictors`).
+
+    Example:
+        >>> ns = natural_stories_predictors(model, load_natural_stories().subset(words_per_story=400))
+        >>> ns[["story", "word", "rt_mean", "surprisal_bits"]].head()
+    """
     texts, rows = [], []
     for story in corpus.stories:
         g = corpus.story_words(story)
-        for start in range(0, len(g), window_words):
-            texts.append(" ".join(g["word"].iloc[start:start + window_words].astype(str)))
-            rows.append(g.index[start:start + window_words])
-    table = word_predictors(model, texts, layers=(), readings=False, batch_size=batch_size)
+        for first, keep, end in context_windows(len(g), window_words, context_words):
+            texts.append(" ".join(g["word"].iloc[first:end].astype(str)))
+            rows.append((keep - first, g.index[keep:end]))
+    table = word_predictors(model, texts, probes=probes, layers=(), readings=False, batch_size=batch_size)
     out = corpus.words.copy()
     pred_cols = [c for c in table.columns if c not in ("sentence", "word_index", "word", "n_tokens")]
     for c in pred_cols:
         out[c] = np.nan
-    for s, idx in enumerate(rows):
+    for s, (skip, idx) in enumerate(rows):
         part = table[table["sentence"] == s].sort_values("word_index")
-        if len(part) != len(idx):
+        if len(part) != skip + len(idx):
             raise ConfigError(f"word count mismatch in Natural Stories window {s}")
-        out.loc[idx, pred_cols] = part[pred_cols].to_numpy()
+        out.loc[idx, pred_cols] = part[pred_cols].iloc[skip:].to_numpy()
     return out
 
 
