@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 import mechinterp
-from mechinterp.compare.humans import load_sap_effects, published_effects
+from mechinterp.compare.humans import load_sap_effects, named_subset, published_effects
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.effects import garden_path_effects
 from mechinterp.errors import ConfigError
@@ -120,19 +120,10 @@ def family(column: str) -> str:
     return next((f for p, f in FAMILIES if column.startswith(p)), "other")
 
 
-def human_subset_of(suite: "Suite") -> str | None:
-    """The SAP subset whose by-item effects belong to ``suite``'s items (a SAP item file), else None: the
-    built-in suites share the constructions but not the items."""
-    name = suite.name.removeprefix("items_")
-    if not suite.name.startswith("items_"):
-        return None
-    return name if name in set(published_effects(None)["subset"]) else None
-
-
 def item_human_effect(suite: "Suite", item: "Item") -> pd.DataFrame | None:
     """The SAP Benchmark's human by-item garden-path effect of ``item`` at ROIs 0-2 (columns roi, effect,
     ci_low, ci_high; ms), or None when the item is not a SAP item with one."""
-    subset = human_subset_of(suite)
+    subset = named_subset(suite)
     if subset is None:
         return None
     try:

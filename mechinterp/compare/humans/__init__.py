@@ -12,6 +12,7 @@ from mechinterp.compare.humans.sap import (
     human_subset,
     load_sap_effects,
     load_sap_trials,
+    named_subset,
     noise_ceiling,
     published_effects,
     read_effect_table,
@@ -20,6 +21,6 @@ from mechinterp.compare.humans.sap import (
 
 __all__ = [
     "CITATION", "EFFECT_COLUMNS", "NaturalStories", "construction_of_coef", "human_subset", "load_natural_stories",
-    "load_sap_effects", "load_sap_trials", "noise_ceiling", "published_effects", "read_effect_table",
+    "load_sap_effects", "load_sap_trials", "named_subset", "noise_ceiling", "published_effects", "read_effect_table",
     "trial_effects",
 ]

@@ -108,6 +108,15 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
         raise ConfigError(f"{path} is not a readable CSV file: {exc}") from exc
 
 
+def named_subset(suite: "Suite") -> str | None:
+    """The SAP subset a SAP item file (``items_<Subset>.csv``) names, when that subset has published human
+    effects; None for any other suite (the built-in suites share constructions with SAP, not items)."""
+    if not suite.name.startswith("items_"):
+        return None
+    name = suite.name.removeprefix("items_")
+    return name if name in set(published_effects(None)["subset"]) else None
+
+
 def human_subset(suite: "Suite", subset: str | None = None) -> str:
     """The SAP subset whose published human effects a suite is compared with, checked before any model runs.
 
@@ -130,8 +139,7 @@ def human_subset(suite: "Suite", subset: str | None = None) -> str:
     """
     published = published_effects(None)
     if subset is None:
-        named = suite.name.removeprefix("items_")
-        subset = named if named in set(published["subset"]) else "ClassicGP"
+        subset = named_subset(suite) or "ClassicGP"
     have = published_effects(subset)
     missing = sorted(set(suite.constructions) - set(have["construction"]))
     if missing:
