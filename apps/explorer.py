@@ -21,6 +21,7 @@ PAGES = [
     st.Page("explorer_pages/saes.py", title="SAE features", url_path="saes"),
     st.Page("explorer_pages/collapse.py", title="Collapse", url_path="collapse"),
     st.Page("explorer_pages/humans.py", title="Humans", url_path="humans"),
+    st.Page("explorer_pages/predictors.py", title="Beyond surprisal", url_path="predictors"),
     st.Page("explorer_pages/results.py", title="Results found", url_path="results"),
 ]
 st.navigation(PAGES).run()

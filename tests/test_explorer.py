@@ -19,7 +19,7 @@ from mechinterp.explore.results import classify, read_kind, scan
 from mechinterp.stimuli import load_suite
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "explorer.py"
-PAGES = ["sentence", "probes", "patching", "saes", "collapse", "humans", "results"]
+PAGES = ["sentence", "probes", "patching", "saes", "collapse", "humans", "predictors", "results"]
 
 
 # ---- fixtures -----------------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_typed_sentence_pair_gets_effects(app, tiny_model):
                                 "While the man hunted, the deer ran into the woods.", "NP/Z")
     eff = compute.item_effects(compute.item_words(tiny_model, suite, suite.items[0]), suite, suite.items[0])
     assert {m.label: m.value for m in app.metric}["Effect at ROI 0 (ran)"] == f"{eff['effect_bits'].iloc[0]:+.2f} bits"
-    for name in ("probes", "patching", "saes", "collapse", "humans"):
+    for name in ("probes", "patching", "saes", "collapse", "humans", "predictors"):
         page(app, name)
         no_errors(app)
 
@@ -601,3 +601,146 @@ def test_scan_leaves_out_a_table_its_provenance_does_not_describe(demo_results, 
     assert table not in [t.path for t in after.tables] and len(after.tables) == len(before.tables) - 1
     (note,) = [n for n in after.notes if str(table) in n]
     assert "does not describe" in note and "Not used here" in note and "\n" not in note
+
+
+# ---- Beyond surprisal: every predictor of one item ------------------------------------------------------------
+def test_item_predictors_align_on_the_disambiguator(tiny_model):
+    import mechinterp as mi
+    from mechinterp.explore import predictors
+
+    suite = load_suite("npz")
+    item = suite.items[0]
+    t = predictors.item_predictors(tiny_model, suite, item, heads=["L0H0"], layers=[0, 1])
+    ref = mi.word_predictors(tiny_model, inputs.one_item(suite, item), heads=["L0H0"], layers=[0, 1])
+    cols = predictors.predictor_columns(t)
+    assert cols[:3] == ["surprisal_bits", "entropy_bits", "entropy_change_bits"]
+    assert {"reading_tv", "repr_cos_L0", "repr_l2_L1", "attn_amb_L0H0"} <= set(cols)
+    assert np.allclose(t[cols].to_numpy(dtype=float), ref[cols].to_numpy(dtype=float), equal_nan=True)
+    dis = suite.ambiguity.disambiguating_region
+    for _, g in t.groupby("condition"):
+        assert g.loc[g["region"] == dis, "offset"].min() == 0 and (g["offset"].diff().dropna() == 1).all()
+    diffs = predictors.roi_differences(t, suite, item, cols)
+    eff = compute.item_effects(compute.item_words(tiny_model, suite, item), suite, item)
+    assert np.allclose(diffs["surprisal_bits"], eff["effect_bits"], atol=1e-5)
+    amb = t[t["ambiguous"]].set_index("offset")
+    assert np.allclose(diffs["repr_cos_L0"], amb.loc[diffs["roi"], "repr_cos_L0"])  # a distance, not a difference
+    human = predictors.construction_human_effect("NP/Z")
+    fig = predictors.predictors_figure(t, cols, human)
+    assert fig.data[0].name == "humans" and np.allclose(fig.data[0].y, human["effect"])
+    assert sum(1 for d in fig.data if d.name == "unambiguous") == len([c for c in cols if not c.startswith("repr_")])
+    with pytest.raises(ConfigError, match="no predictor column"):
+        predictors.predictors_figure(t, [])
+
+
+def test_item_human_effect_only_for_sap_items():
+    from mechinterp.compare.humans import load_sap_effects
+    from mechinterp.explore import predictors
+
+    sap = load_suite("sap:ClassicGP")
+    item = inputs.find_item(sap, "NP/Z:1")
+    h = predictors.item_human_effect(sap, item)
+    ref = load_sap_effects(None, "ClassicGP", "item")
+    ref = ref[(ref["construction"] == "NP/Z") & (ref["item"] == 1)].sort_values("roi")
+    assert h is not None and list(h["roi"]) == [0, 1, 2] and np.allclose(h["effect"], ref["effect"])
+    npz = load_suite("npz")
+    assert predictors.item_human_effect(npz, npz.items[0]) is None  # same construction, other items
+    typed_suite = inputs.custom_suite("The old man the boats.", "the boats")
+    assert predictors.item_human_effect(typed_suite, typed_suite.items[0]) is None
+    assert predictors.construction_human_effect("lexcat") is None
+
+
+def test_parse_heads():
+    from mechinterp.explore.predictors import MAX_HEADS, parse_heads
+
+    assert parse_heads("L1H0, L0H1 L1H0", 2) == ["L1H0", "L0H1"] and parse_heads("  ") == []
+    with pytest.raises(ConfigError, match="not written as"):
+        parse_heads("../../etc/passwd")
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_heads("L9H0", 2)
+    with pytest.raises(ConfigError, match=f"at most {MAX_HEADS}"):
+        parse_heads(" ".join(f"L0H{i}" for i in range(MAX_HEADS + 1)))
+
+
+def ladder_table(root: Path, model, command: str = "ladder") -> Path:
+    from mechinterp.provenance import Provenance
+    from mechinterp.tables import write_table
+
+    df = pd.DataFrame({"step": [0, 1], "construction": ["NP/Z", "NP/Z"], "roi": [0, 0], "effect_bits": [2.0, 1.0]})
+    return write_table(df, root / "ladder.parquet", Provenance(command=command, config={}, model=model.identity()))
+
+
+def test_scan_finds_ladder_tables_by_their_provenance(tiny_model, tmp_path):
+    import mechinterp as mi
+    from mechinterp.explore import predictors
+
+    path = ladder_table(tmp_path, tiny_model)
+    cat = scan(tmp_path)
+    (t,) = predictors.ladder_tables(cat, tiny_model.weights_sha256, tiny_model.name)
+    assert t.path == path and t.kind == "ladder"
+    assert predictors.ladder_tables(cat, "0" * 64, "other-model") == []
+    assert (predictors.ladder_figure(t.read()) is None) == ("ladder_figure" not in mi.__all__)
+    ladder_table(tmp_path, tiny_model, command="collapse")  # the same columns, written by another command
+    assert predictors.ladder_tables(scan(tmp_path)) == []
+
+
+def test_predictors_page_shows_every_predictor(app, tiny_model):
+    from mechinterp.explore import predictors
+
+    page(app, "predictors")
+    no_errors(app)
+    assert "not a SAP Benchmark item" in messages(app) and "mechinterp ladder" in messages(app)
+    spec = chart_spec(app, "pred_fig")
+    human = predictors.construction_human_effect("NP/Z")
+    assert spec["data"][0]["name"] == "humans" and np.allclose(arr(spec["data"][0]["y"]), human["effect"])
+    suite = load_suite("npz")
+    words = compute.item_words(tiny_model, suite, suite.items[0])
+    amb = words[words["condition"] == "ambiguous"].sort_values("word_index")
+    assert np.allclose(arr(spec["data"][1]["y"]), amb["surprisal_bits"], atol=1e-5)
+    shown = app.multiselect(key="pred_show").value
+    assert shown[0] == "surprisal_bits" and any(c.startswith("repr_cos_L") for c in shown)
+    app.multiselect(key="pred_show").set_value(["reading_tv"]).run()
+    no_errors(app)
+    assert [d["name"] for d in chart_spec(app, "pred_fig")["data"]] == ["humans", "ambiguous", "unambiguous"]
+    app.text_input(key="pred_heads").input("L0H0").run()
+    no_errors(app)
+    assert "attn_amb_L0H0" in app.multiselect(key="pred_show").options
+
+
+def test_predictors_page_sap_item_has_its_human_effect(app):
+    from mechinterp.explore import predictors
+
+    app.sidebar.selectbox(key="suite").set_value("sap:ClassicGP").run()
+    app.sidebar.selectbox(key="item").set_value("NP/Z:1").run()
+    page(app, "predictors")
+    no_errors(app)
+    assert "not a SAP Benchmark item" not in messages(app)
+    sap = load_suite("sap:ClassicGP")
+    human = predictors.item_human_effect(sap, inputs.find_item(sap, "NP/Z:1"))
+    assert np.allclose(arr(chart_spec(app, "pred_fig")["data"][0]["y"]), human["effect"])
+    table = next(d.value for d in app.dataframe if "human_ms" in d.value.columns)
+    assert np.allclose(table["human_ms"], human["effect"])
+
+
+def test_predictors_page_shows_a_saved_ladder(app, tiny_model, tmp_path):
+    ladder_table(tmp_path, tiny_model)
+    app.sidebar.text_input(key="results").input(str(tmp_path)).run()
+    page(app, "predictors")
+    no_errors(app)
+    assert "mechinterp ladder" not in messages(app)
+    assert any({"step", "effect_bits"} <= set(d.value.columns) for d in app.dataframe)
+
+
+def test_predictors_page_bad_input_is_a_message(app, secrets):
+    page(app, "predictors")
+    for heads, what in (("L99H0", "out of range"), ("../../etc/passwd", "not written as"),
+                        (f"{secrets['txt']}", "not written as")):
+        app.text_input(key="pred_heads").input(heads).run()
+        refused(app, what)
+    app.text_input(key="pred_heads").input("").run()
+    no_errors(app)
+    typed(app, "While the man hunted the deer ran.", "the cat", "ran")
+    page(app, "predictors")
+    assert "does not match any words" in " ".join(e.value for e in app.error) and not app.exception
+    app.sidebar.text_input(key="results").input(str(secrets["results"])).run()
+    page(app, "predictors")
+    refused(app, "results directory")

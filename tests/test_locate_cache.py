@@ -208,7 +208,12 @@ def test_cache_gemma_matches_collect(gemma, tmp_path):
     seqs = [tokenize_condition(gemma, c) for it in suite.items for c in it.conditions]
     want = collect(gemma, seqs, sites, suite=suite)
     for s in sites:
-        torch.testing.assert_close(cache.get(s), want[s])
+        # shards of 3 and one batch of 8 sum in different orders: the same vectors up to float32 rounding,
+        # measured against each vector's norm (Gemma's residual stream runs into the hundreds)
+        got = cache.get(s)
+        assert got.shape == want[s].shape
+        rel = (got - want[s]).norm(dim=-1) / want[s].norm(dim=-1)
+        assert rel.max() < 1e-5, f"{s}: relative error {rel.max():.2e}"
     cache.verify()
 
 

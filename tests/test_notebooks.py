@@ -36,6 +36,7 @@ def test_three_notebooks_in_order():
     assert len(names) >= 3
     assert [n[:3] for n in names[:3]] == ["01_", "02_", "03_"], names
     assert names[0] == "01_locate.ipynb" and names[1].startswith("02_expose") and names[2].startswith("03_collapse")
+    assert "04_beyond_surprisal.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -3,7 +3,8 @@
 :func:`scan` walks the directory (not too deep, hidden folders and half-written ``.tmp`` folders left out)
 and sorts what it finds by what it is, from the files themselves, never from their names:
 
-* result tables (``.csv`` / ``.parquet``), classified by their columns (:data:`TABLE_KINDS`), with the
+* result tables (``.csv`` / ``.parquet``), classified by their columns (:data:`TABLE_KINDS`; a table whose
+  provenance records the command ``ladder`` is a memory-ladder table, kind ``ladder``), with the
   model and suites of their provenance JSON when there is one (a table whose provenance does not match it,
   see :func:`mechinterp.tables.provenance_problem`, is left out with a note that says so);
 * sweep results stores (:class:`mechinterp.sweeps.ResultsStore`: ``jobs/<id>/job.json``) and the probe
@@ -43,6 +44,7 @@ TABLE_KINDS: tuple[tuple[str, frozenset[str]], ...] = (
     ("sae_features", frozenset({"suite", "position", "feature", "cohen_dz", "q", "kind"})),
     ("sae_summary", frozenset({"suite", "reading", "rank", "feature", "kind"})),
 )
+LADDER = "ladder"  # tables whose provenance says `mechinterp ladder` wrote them (memory-ladder tables)
 SKIP_DIRS = {".tmp", "__pycache__", "failed", ".git", ".venv", "node_modules", "figures"}
 MAX_DEPTH = 6
 MAX_FILES = 5000
@@ -163,10 +165,10 @@ def _table(path: Path) -> ResultTable | None:
         cols = table_columns(path)
     except Exception:  # unreadable or not a table: not ours to show
         return None
-    kind = classify(cols)
+    prov = _provenance(path)
+    kind = LADDER if prov.get("command") == LADDER else classify(cols)  # a ladder is told by what wrote it
     if kind is None:
         return None
-    prov = _provenance(path)
     model = prov.get("model")
     model = model if isinstance(model, dict) else {}
     return ResultTable(path=path, kind=kind, columns=tuple(cols), command=prov.get("command"),

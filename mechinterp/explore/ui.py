@@ -34,6 +34,7 @@ from mechinterp.explore.compute import (
     item_words,
     sae_item_activations,
 )
+from mechinterp.explore.predictors import item_predictors
 from mechinterp.explore.results import Catalogue, scan
 from mechinterp.models import load_model
 from mechinterp.models.registry import REGISTRY
@@ -366,3 +367,17 @@ def _probe_curve(model_name: str, paths: tuple[str, ...], skey: str, item_key: s
 
 def probe_curve(sel: Selection, paths: list[str]) -> Any:
     return _probe_curve(sel.model_name, tuple(paths), suite_key(sel), sel.item.key, sel.suite, sel.item)
+
+
+@st.cache_data(show_spinner="Computing every predictor of this item (the reading estimator runs after each word) …",
+               max_entries=16)
+def _predictors(model_name: str, probes: tuple[tuple[str, str], ...], heads: tuple[str, ...], layers: tuple[int, ...],
+                readings: bool, skey: str, item_key: str, _suite: Any, _item: Any) -> Any:
+    return item_predictors(_load_model(model_name), _suite, _item, {label: load_probe(p) for label, p in probes},
+                           heads, layers, readings)
+
+
+def predictors(sel: Selection, probes: dict[str, str], heads: list[str], layers: list[int], readings: bool) -> Any:
+    """Every word-level predictor of the selected item (``probes``: column label -> probe directory)."""
+    return _predictors(sel.model_name, tuple(sorted(probes.items())), tuple(heads), tuple(layers), readings,
+                       suite_key(sel), sel.item.key, sel.suite, sel.item)

@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CacheConfig:
     """How to cache. ``batch_size`` and ``backend`` do not change the contents (collection is padding- and
-    backend-invariant) and are not part of the key; the rest is."""
+    backend-invariant up to float32 rounding) and are not part of the key; the rest is."""
 
     shard_size: int = 64  # sequences per shard
     batch_size: int = 16

@@ -15,6 +15,7 @@ from mechinterp.compare.humans.sap import (
     item_file_construction,
     load_sap_effects,
     load_sap_trials,
+    named_subset,
     noise_ceiling,
     published_effects,
     read_effect_table,
@@ -24,6 +25,6 @@ from mechinterp.compare.humans.sap import (
 
 __all__ = [
     "CITATION", "EFFECT_COLUMNS", "NaturalStories", "SAP_CONTRASTS", "SapContrast", "construction_of_coef",
-    "human_subset", "item_file_construction", "load_natural_stories", "load_sap_effects", "load_sap_trials", "noise_ceiling",
-    "published_effects", "read_effect_table", "sap_contrast_suite", "trial_effects",
+    "human_subset", "item_file_construction", "load_natural_stories", "load_sap_effects", "load_sap_trials",
+    "named_subset", "noise_ceiling", "published_effects", "read_effect_table", "sap_contrast_suite", "trial_effects",
 ]

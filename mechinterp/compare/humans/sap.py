@@ -233,6 +233,15 @@ def item_file_construction(construction: str) -> str:
     return next((c.construction for c in SAP_CONTRASTS if construction_of_coef(c.coef) == construction), construction)
 
 
+def named_subset(suite: Suite) -> str | None:
+    """The SAP subset a SAP item file (``items_<Subset>.csv``) names, when that subset has published human
+    effects; None for any other suite (the built-in suites share constructions with SAP, not items)."""
+    if not suite.name.startswith("items_"):
+        return None
+    name = suite.name.removeprefix("items_")
+    return name if name in set(published_effects(None)["subset"]) else None
+
+
 def human_subset(suite: Suite, subset: str | None = None) -> str:
     """The SAP subset whose published human effects a suite is compared with, checked before any model runs.
 
@@ -255,8 +264,7 @@ def human_subset(suite: Suite, subset: str | None = None) -> str:
     """
     published = published_effects(None)
     if subset is None:
-        named = suite.name.removeprefix("items_")
-        subset = named if named in set(published["subset"]) else "ClassicGP"
+        subset = named_subset(suite) or "ClassicGP"
     have = published_effects(subset)
     missing = sorted(set(suite.constructions) - set(have["construction"]))
     if missing:
