@@ -104,6 +104,12 @@ def test_predictor_sets_and_sap_design_pairs_versions(tiny_model):
     m = d.merge(eff, on=["construction", "item", "roi"])
     np.testing.assert_allclose(m["d_surprisal_bits_lag0"], m["effect_bits"], rtol=1e-9)
     assert len(d) == len(d.drop_duplicates(["item_key", "roi"]))  # one row per item and ROI: versions paired
+    # a distance between the versions (the same number on both rows) is the ambiguous version's: not differenced away
+    paired = words.assign(repr_cos_L1=0.25)
+    d = sap_design(paired, suite, load_sap_effects(None, "ClassicGP", "item"), ["surprisal_bits", "repr_cos_L1"], 1)
+    np.testing.assert_allclose(d["d_repr_cos_L1_lag0"], 0.25)
+    np.testing.assert_allclose(d["d_repr_cos_L1_lag1"], 0.25)
+    np.testing.assert_allclose(d["d_surprisal_bits_lag0"], m["effect_bits"], rtol=1e-9)
 
 
 def test_fit_command(tiny_dirs, tmp_path, capsys):

@@ -24,7 +24,9 @@ Data sets:
   context), so stories longer than a model's practical context work on any model.
 * SAP: one row per item x ROI (0-2 words from the disambiguator): the human by-item effect (ms), and the
   difference ambiguous - unambiguous of every lagged predictor column at that word (lags within each
-  sentence). A linear RT model applied to both versions predicts exactly ``difference @ coefficients`` (the
+  sentence). The representational-reanalysis distances (``repr_*``) compare the two versions with each other:
+  they are the ambiguous version's reanalysis, and the unambiguous version has none (0), so their difference is
+  the distance itself. A linear RT model applied to both versions predicts exactly ``difference @ coefficients`` (the
   intercept cancels), so the model is fitted on these rows, with one intercept per ROI (a garden-path cost the
   predictors do not explain), in folds by item: an item's two versions are one row, never split. Beside the
   log-likelihood and R²: the Pearson r of held-out predicted and human effects (bootstrap over items) and the
@@ -64,6 +66,7 @@ ROIS = (0, 1, 2)
 PREDICTOR_COLUMNS = ("surprisal_bits", "entropy_bits", "entropy_change_bits", "reading_p_preferred", "reading_tv",
                      "reading_kl_bits")
 PER_LAYER = re.compile(r"(repr_cos|repr_l2)_L\d+|attn_amb_L\d+H\d+")
+PAIR_DISTANCE = re.compile(r"repr_(cos|l2)_L\d+(_lag\d+)?$")  # distances between the two versions of an item
 
 
 PROBE_KINDS = ("probe_p", "probe_tv", "probe_kl_bits")
@@ -227,6 +230,11 @@ def sap_design(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, pre
     seq = ["construction", "item", "condition"]
     d = add_spillover(add_baseline(words.sort_values([*seq, "word_index"])), [*BASELINE, *predictors], lags, seq)
     cols = [lag_name(c, k) for c in (*BASELINE, *predictors) for k in range(lags + 1)]
+    if suite.ambiguity is not None:  # a pair distance belongs to the ambiguous version: the other has none
+        unamb = d["condition"] == suite.ambiguity.unambiguous_condition
+        for c in cols:
+            if PAIR_DISTANCE.match(c):
+                d.loc[unamb, c] = d.loc[unamb, c].where(d.loc[unamb, c].isna(), 0.0)
     out = None
     for c in cols:
         w = d.drop(columns=["surprisal_bits"]).rename(columns={c: "surprisal_bits"})
