@@ -15,9 +15,10 @@ import mechinterp as mi
 from conftest import hand_logprob
 from mechinterp.compare.belief import belief_sets, belief_update, prefix_beliefs
 from mechinterp.compare.predictors import word_predictors
-from mechinterp.compare.reanalysis import aligned_words
+from mechinterp.compare.reanalysis import aligned_words, shared_stretch
 from mechinterp.compare.word_pass import context_rows
 from mechinterp.errors import ConfigError
+from mechinterp.explore.demo import first_items
 from mechinterp.locate.activations import collect_rows
 from mechinterp.locate.sites import Site
 from mechinterp.probes.artifact import ProbeArtifact
@@ -120,6 +121,44 @@ def test_routing_equals_attention_of_a_plain_forward(tiny_model, npz2, table):
                 assert (rows.loc[~before, f"attn_amb_{label}"] > 0).all()
 
 
+def test_shared_stretch_is_the_material_after_the_cue():
+    suite = load_suite("sap:ClassicGP")
+    seen = {}
+    for it in suite.items:
+        amb, unamb = suite.pair(it)
+        stretch = shared_stretch(amb, unamb, suite.ambiguity.disambiguating_region)
+        assert stretch, it.key
+        assert [amb.words[i].text for i, _ in stretch] == [unamb.words[j].text for _, j in stretch]
+        first = stretch[0][0]  # the word before the stretch differs between the versions (the cue is there)
+        assert first > 0 and stretch[0][1] > 0
+        assert amb.words[first - 1].text != unamb.words[stretch[0][1] - 1].text
+        seen.setdefault(it.construction, " ".join(amb.words[i].text for i, _ in stretch))
+    assert seen == {"NP/S": "the file", "NP/Z": "the file", "MV/RR": "sent the file"}  # item 1 of each
+    # identical up to the region: no stretch to name
+    amb, _ = suite.pair(suite.items[0])
+    assert shared_stretch(amb, amb, 2) == []
+    assert shared_stretch(amb, amb, 99) == []
+
+
+def test_routing_on_a_pair_without_an_ambiguous_region_reads_the_shared_stretch(tiny_model):
+    suite = first_items(load_suite("sap:ClassicGP"), 1, per_construction=True)
+    assert suite.ambiguity is not None and suite.ambiguity.ambiguous_region is None
+    got = word_predictors(tiny_model, suite, heads=["L1H0"], layers=(), readings=False)
+    for it in suite.items:
+        amb, unamb = suite.pair(it)
+        stretch = shared_stretch(amb, unamb, suite.ambiguity.disambiguating_region)
+        for c, words in ((amb, [i for i, _ in stretch]), (unamb, [j for _, j in stretch])):
+            tt = tokenize_condition(tiny_model, c)
+            with torch.no_grad():
+                att = tiny_model.hf(input_ids=torch.tensor([tt.input_ids]), output_attentions=True).attentions
+            keys = list(range(tt.word_spans[words[0]][0], tt.word_spans[words[-1]][1]))
+            rows = got[(got["construction"] == it.construction) & (got["item"] == it.number)
+                       & (got["condition"] == c.name)].sort_values("word_index")
+            want = [float(att[1][0, 0, s, keys].sum()) for s, _ in tt.word_spans]
+            np.testing.assert_allclose(rows["attn_amb_L1H0"], want, rtol=1e-5, atol=1e-7)
+            assert (rows["attn_amb_L1H0"].iloc[words[0]:] > 0).all()
+
+
 def test_belief_update_equals_hand_computation(tiny_model, npz2, table):
     it = npz2.items[0]
     cond = it.condition("ambiguous")
@@ -185,7 +224,7 @@ def test_nan_where_not_annotated(tiny_model, sap_classic):
     npz = next(it.key for it in sap_classic.items if it.construction == "NP/Z")
     sap = sap_classic.select(items=[npz, sap_classic.items[-1].key])  # NP/Z (has SETS) and MV/RR (has none)
     df = word_predictors(tiny_model, sap, heads=["L1H0"], layers=[1], continuations=SETS)
-    assert bool(df["attn_amb_L1H0"].isna().all())  # the SAP files name no ambiguous region
+    assert bool(df["attn_amb_L1H0"].notna().all())  # no ambiguous region in SAP files: the shared stretch stands in
     for _, g in df.groupby(["construction", "item", "condition"]):
         construction, p, tv = g["construction"].iloc[0], g["reading_p_preferred"], g["reading_tv"]
         if construction in SETS:

@@ -51,8 +51,12 @@ suite's ambiguous region (``ambiguity.ambiguous_region``) of the same sentence, 
 
     attn_amb_LxHy        sum_{k in ambiguous region} A[L, y][first token of w, k]
 
-0 for words before the region (causal attention); NaN when the suite names no ambiguous region (SAP CSVs,
-plain texts) or the region is empty in that condition.
+0 for words before the region (causal attention). A suite that names no ambiguous region but pairs an
+ambiguous with an unambiguous version (the SAP item files) takes, in both versions, the words right before the
+disambiguating region that the versions share, back to where they differ
+(:func:`mechinterp.compare.reanalysis.shared_stretch`: NP/S "the file" after "showed (that)", NP/Z "the deer"
+after "hunted(,)", MV/RR "warned about the dangers" after "soldiers (who were)"). NaN for plain texts, for
+conditions outside the pair, and where the region or stretch is empty.
 
 One forward pass per batch of sentences gives surprisal, entropy, residual states, probe activations,
 attention and the reading estimator's continuation probabilities after every word
@@ -70,13 +74,13 @@ import numpy as np
 import pandas as pd
 
 from mechinterp.compare.belief import belief_sets, belief_update, beliefs_from_logprobs
-from mechinterp.compare.reanalysis import aligned_words, state_distances
+from mechinterp.compare.reanalysis import aligned_words, shared_stretch, state_distances
 from mechinterp.compare.word_pass import word_pass
 from mechinterp.errors import ConfigError, SuiteError
 from mechinterp.layers import check_layers
 from mechinterp.locate.attention import Head
 from mechinterp.locate.sites import Site
-from mechinterp.stimuli.types import Suite
+from mechinterp.stimuli.types import Condition, Item, Suite
 from mechinterp.surprisal import (
     SurprisalConfig,
     bow_mask,
@@ -85,7 +89,7 @@ from mechinterp.surprisal import (
     suite_word_table,
     word_scores,
 )
-from mechinterp.tokenization import tokenize_text
+from mechinterp.tokenization import TokenizedText, tokenize_text
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -129,6 +133,33 @@ def _pairs(suite: Suite) -> list[tuple[int, int, list[tuple[int, int]]]]:
             continue
         out.append((index[(it.key, amb.name)], index[(it.key, unamb.name)], aligned_words(amb, unamb)))
     return out
+
+
+def routing_spans(suite: Suite, keys: Sequence[tuple[Item, Condition]],
+                  tts: Sequence[TokenizedText]) -> list[range | None] | None:
+    """The tokens each sequence's routing columns attend to: the suite's ambiguous region, or for a pair without
+    one the stretch both versions share before the disambiguating region (see the module docstring)."""
+    amb = suite.ambiguity
+    if amb is None:
+        return None
+    if amb.ambiguous_region is not None:
+        return [range(*tt.region_spans[amb.ambiguous_region]) if amb.ambiguous_region in tt.region_spans else None
+                for tt in tts]
+    words: dict[tuple[str, str], list[int]] = {}
+    for it in suite.items:
+        try:
+            a, b = suite.pair(it)
+        except (KeyError, SuiteError):
+            continue
+        stretch = shared_stretch(a, b, amb.disambiguating_region)
+        if stretch:
+            words[(it.key, a.name)] = [i for i, _ in stretch]
+            words[(it.key, b.name)] = [j for _, j in stretch]
+    spans: list[range | None] = []
+    for (it, c), tt in zip(keys, tts):
+        w = words.get((it.key, c.name))
+        spans.append(range(tt.word_spans[w[0]][0], tt.word_spans[w[-1]][1]) if w else None)
+    return spans
 
 
 def word_predictors(
@@ -191,9 +222,7 @@ def word_predictors(
     resid = {L: Site(L, "resid_post") for L in layer_list} if pairs else {}
     probe_sites = {lab: Site(p.site.layer, p.site.component, None, p.site.head) for lab, p in probe_map.items()}
     sites = list(dict.fromkeys([*resid.values(), *probe_sites.values()]))
-    amb_region = suite.ambiguity.ambiguous_region if is_suite and suite.ambiguity is not None else None
-    spans = [range(*tt.region_spans[amb_region]) if amb_region in tt.region_spans else None
-             for tt in tts] if amb_region is not None else None
+    spans = routing_spans(suite, keys, tts) if is_suite and head_list else None  # pyright: ignore[reportArgumentType]  # a Suite when is_suite
     sets = belief_sets(model, suite, continuations) if is_suite and readings else {}  # pyright: ignore[reportArgumentType]  # a Suite when is_suite
     seq_sets = [sets.get((it.key, c.name)) for it, c in keys] if sets else [None] * len(tts)
     branches = [{w: bs.token_ids for w in range(len(tt.words))} if bs is not None else None

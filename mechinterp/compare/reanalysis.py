@@ -59,6 +59,46 @@ def aligned_words(a: "Condition", b: "Condition") -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
+def shared_stretch(a: "Condition", b: "Condition", region: int) -> list[tuple[int, int]]:
+    """The words right before ``region`` that both versions share, back to the place where they differ: the
+    temporarily ambiguous material of a minimal pair whose unambiguous version adds a cue.
+
+    Walks back from the word before ``region``'s first word in each version while the two words are paired by
+    :func:`aligned_words`. NP/S "The suspect showed [the file] deserved" vs "... showed that [the file]
+    deserved"; NP/Z "While the man hunted [the deer] ran" vs "... hunted, [the deer] ran"; MV/RR "The soldiers
+    [warned about the dangers] conducted" vs "The soldiers who were [warned about the dangers] conducted".
+
+    Args:
+        a: one version of an item (e.g. the ambiguous condition).
+        b: the other version.
+        region: the region the stretch ends before (the disambiguating region).
+
+    Returns:
+        Pairs (word index in ``a``, word index in ``b``), in order; empty when either version lacks ``region``
+        or the versions do not differ before it (nothing to tell the stretch from the rest of the prefix).
+
+    Example:
+        >>> import mechinterp as mi
+        >>> suite = mi.load_suite("sap:ClassicGP")
+        >>> amb, unamb = suite.pair(suite.items[0])
+        >>> [amb.words[i].text for i, _ in shared_stretch(amb, unamb, 2)]
+        ['the', 'file']
+    """
+    start_a = next((w.index for w in a.words if w.region == region), None)
+    start_b = next((w.index for w in b.words if w.region == region), None)
+    if start_a is None or start_b is None:
+        return []
+    paired = dict(aligned_words(a, b))
+    ia, ib = start_a - 1, start_b - 1
+    out: list[tuple[int, int]] = []
+    while ia >= 0 and ib >= 0 and paired.get(ia) == ib:
+        out.append((ia, ib))
+        ia, ib = ia - 1, ib - 1
+    if ia < 0 and ib < 0:  # identical up to the region: no place where the versions differ
+        return []
+    return out[::-1]
+
+
 def state_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cosine distance and mean-norm-normalised L2 distance between paired rows.
 
