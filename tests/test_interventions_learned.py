@@ -4,6 +4,7 @@ seeded, saves and loads, leaves no hook behind, and works as a spec kind and thr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -32,7 +33,7 @@ from mechinterp.stimuli import load_suite
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SMALL = LearnedTraining(steps=8, lr=0.5, prefixes=8, windows=1, window=16, n_fit=16, train_stories=(1,),
+SMALL = LearnedTraining(steps=20, lr=0.5, prefixes=8, windows=1, window=16, n_fit=16, train_stories=(1,),
                         heldout_stories=(10,), train_words=40, heldout_words=30, bisect=3, max_scale=2.0)
 BUDGET = 0.3
 
@@ -89,6 +90,25 @@ def test_learned_respects_the_budget_on_heldout_text(tiny_model, corpus, fits, m
     assert 0 < kl <= BUDGET
     assert kl == pytest.approx(iv.info["heldout_kl"], rel=1e-3, abs=1e-6)
     assert iv.info["heldout"]["stories"] == [10] and 10 not in iv.info["train_windows"]["stories"]
+
+
+def test_the_subspace_map_starts_as_no_edit_and_reads_old_fits_as_interchange(tiny_model, suite, corpus):
+    # no optimisation step: W = I and t = 0 leave the model exactly as it was
+    tr = SMALL.model_copy(update={"steps": 0, "bisect": 0})
+    iv = fit_learned(tiny_model, suite, "subspace", [Site(1, "resid_post")], BUDGET, rank=2, training=tr, corpus=corpus)
+    assert torch.equal(iv.tensors[0]["map"], torch.eye(2)) and not iv.tensors[0]["target"].any()
+    assert iv.info["heldout_kl"] < 1e-9
+    assert p_dispreferred(tiny_model, suite, iv) == pytest.approx(p_dispreferred(tiny_model, suite), abs=1e-7)
+    # the coordinates z = R h become W z + t; the rest of h is kept
+    g = torch.Generator().manual_seed(0)
+    R = torch.linalg.qr(torch.randn(16, 2, generator=g))[0].T
+    W, t, x = torch.randn(2, 2, generator=g), torch.randn(2, generator=g), torch.randn(5, 16, generator=g)
+    mapped = dataclasses.replace(iv, tensors=({"basis": R, "map": W, "target": t},), scale=1.0).edit_fn(0)(x)
+    torch.testing.assert_close(mapped @ R.T, x @ R.T @ W.T + t)
+    torch.testing.assert_close(mapped - mapped @ R.T @ R, x - x @ R.T @ R)
+    # a fit saved before the map existed (basis and target only) sets the subspace to its target
+    old = dataclasses.replace(iv, tensors=({"basis": R, "target": t},), scale=1.0).edit_fn(0)(x)
+    torch.testing.assert_close(old @ R.T, t.expand(5, 2))
 
 
 def test_a_tight_budget_is_met_by_rescaling(tiny_model, suite, corpus):

@@ -4,11 +4,17 @@ reading people prefer as far as a side-effect budget allows.
 Two forms, each at one or several residual-stream sites (``resid_post`` of the given layers by default):
 
 * ``steer``: a steering vector added to the activation, ``h -> h + a v``;
-* ``subspace``: a rank-k subspace set to a learned value (distributed alignment search / ReFT style):
-  ``h -> h + a R^T (t - R h)`` with ``R`` a ``k x d`` matrix of orthonormal rows and ``t`` the target
-  coordinates in that subspace.
+* ``subspace``: a learned affine map of a rank-k subspace (distributed alignment search / ReFT style):
+  ``h -> h + a R^T (W R h + t - R h)`` with ``R`` a ``k x d`` matrix of orthonormal rows, ``W`` a ``k x k``
+  map and ``t`` a target offset: the coordinates ``z = R h`` become ``W z + t``. It starts as no edit at all
+  (``W = I``, ``t = 0``); ``W = 0`` is the interchange form that sets the subspace to ``t`` (a fit saved
+  without ``W`` is read that way).
 
-``a`` is the final rescale (below). Both are written on the workbench's own hooks
+The subspace's first basis vector starts on the difference between the mean activations of the two readings'
+training prefixes at the site (the other ``k - 1`` at random). Starting from no edit matters as much as the
+direction: a subspace set to a constant edits every position of ordinary text, and its KL at the start
+(0.46 nats per token on Gemma-3-270M at layer 6) left the fit nothing to spend on the readings. ``a`` is the
+final rescale (below). Both are written on the workbench's own hooks
 (:mod:`mechinterp.interventions.base`): the edits apply at the positions of the intervention's scope, on every
 backend, and are removed when the ``with`` block ends.
 
@@ -138,7 +144,8 @@ class LearnedIntervention(Intervention):
     Attributes:
         method: "steer" or "subspace".
         sites: the edited sites (unpositioned).
-        tensors: per site, ``{"vector": [d]}`` (steer) or ``{"basis": [k, d], "target": [k]}`` (subspace).
+        tensors: per site, ``{"vector": [d]}`` (steer) or ``{"basis": [k, d], "map": [k, k], "target": [k]}``
+            (subspace; without ``map``, the interchange form that sets the subspace to ``target``).
         scale: the final rescale ``a``.
         scope: the positions edited.
         info: provenance (model, budget, seed, training sentences hash, achieved held-out KL, ...).
@@ -157,10 +164,11 @@ class LearnedIntervention(Intervention):
         if len(self.sites) != len(self.tensors) or not self.sites:
             raise ConfigError(f"a learned intervention needs one tensor set per site, got {len(self.sites)} sites "
                               f"and {len(self.tensors)} sets")
-        want = {"vector"} if self.method == "steer" else {"basis", "target"}
+        want = [{"vector"}] if self.method == "steer" else [{"basis", "map", "target"}, {"basis", "target"}]
         for s, t in zip(self.sites, self.tensors):
-            if set(t) != want:
-                raise ConfigError(f"learned {self.method} at {s}: tensors {sorted(t)}, expected {sorted(want)}")
+            if set(t) not in want:
+                raise ConfigError(f"learned {self.method} at {s}: tensors {sorted(t)}, expected "
+                                  f"{' or '.join(str(sorted(w)) for w in want)}")
 
     @property
     def rank(self) -> int:
@@ -172,8 +180,15 @@ class LearnedIntervention(Intervention):
         if self.method == "steer":
             v = t["vector"]
             return lambda x: x + a * v.to(x.device, x.dtype)
-        R, c = t["basis"], t["target"]
-        return lambda x: x + a * ((c.to(x.device, x.dtype) - x @ R.to(x.device, x.dtype).T) @ R.to(x.device, x.dtype))
+        R, c, W = t["basis"], t["target"], t.get("map")
+
+        def edit(x: Tensor) -> Tensor:
+            r = R.to(x.device, x.dtype)
+            z = x @ r.T
+            new = c.to(x.device, x.dtype) + (z @ W.to(x.device, x.dtype).T if W is not None else 0.0)
+            return x + a * ((new - z) @ r)
+
+        return edit
 
     def edits(self) -> list[SiteEdit]:
         return [SiteEdit(s, self.edit_fn(i)) for i, s in enumerate(self.sites)]
@@ -491,7 +506,26 @@ def frozen_weights(model: "Model") -> Iterator[None]:
 def _site_stats(model: "Model", prompts: ReadingPrompts, sites: Sequence[Site], n: int = 64
                 ) -> tuple[list[float], list[Tensor]]:
     """Mean activation norm and the activations at the edited positions of up to ``n`` prefixes, per site."""
-    idx = list(range(min(n, len(prompts))))
+    acts = _edited_activations(model, prompts, sites, list(range(min(n, len(prompts)))))
+    return [float(x.norm(dim=-1).mean()) for x in acts], acts
+
+
+@torch.no_grad()
+def _reading_difference(model: "Model", prompts: ReadingPrompts, sites: Sequence[Site], n: int = 64
+                        ) -> list[Tensor] | None:
+    """Per site, the mean activation at the edited positions of up to ``n / 2`` preferred-reading prefixes
+    minus that of as many dispreferred-reading ones; None when the prompts hold one reading only."""
+    pref = [i for i, p in enumerate(prompts.preferred_reading) if p][: n // 2]
+    disp = [i for i, p in enumerate(prompts.preferred_reading) if not p][: n // 2]
+    if not pref or not disp:
+        return None
+    a, b = _edited_activations(model, prompts, sites, pref), _edited_activations(model, prompts, sites, disp)
+    return [x.mean(0) - y.mean(0) for x, y in zip(a, b)]
+
+
+def _edited_activations(model: "Model", prompts: ReadingPrompts, sites: Sequence[Site], idx: list[int]
+                        ) -> list[Tensor]:
+    """The activations at the edited positions of the prefixes ``idx``, per site (float32, one row a position)."""
     seqs = [prompts.ids[i] for i in idx]
     b = pad_batch(seqs, model.pad_token_id, "left", device=model.device)
     with read_sites(model, list(sites)) as caps:
@@ -501,12 +535,7 @@ def _site_stats(model: "Model", prompts: ReadingPrompts, sites: Sequence[Site], 
     for r, i in enumerate(idx):
         for p in prompts.edit[i]:
             mask[r, b.offsets[r] + p] = True
-    norms, acts = [], []
-    for s in sites:
-        x = caps[s].value[mask.to(caps[s].value.device)].float()
-        norms.append(float(x.norm(dim=-1).mean()))
-        acts.append(x)
-    return norms, acts
+    return [caps[s].value[mask.to(caps[s].value.device)].float() for s in sites]
 
 
 @dataclass
@@ -514,25 +543,27 @@ class _Params:
     """The free parameters of a fit, each coordinate in units of the spread of the activations it edits (so
     that an Adam step of ``lr`` moves every coordinate by about ``lr`` of its standard deviation, whether or not
     the site has outlier dimensions): steer ``u`` (vector = units * u, ``units`` the per-dimension standard
-    deviation at the edited positions); subspace ``A`` (basis = orthonormalised columns of A, transposed) and
-    ``tau`` (target = units * tau, ``units`` the standard deviation of each subspace coordinate at the start)."""
+    deviation at the edited positions); subspace ``A`` (basis = orthonormalised columns of A, transposed),
+    ``M`` (the map W) and ``tau`` (target = units * tau, ``units`` the standard deviation of each subspace
+    coordinate at the start)."""
 
     method: Method
     units: list[Tensor]
     u: list[Tensor] = field(default_factory=list)
     A: list[Tensor] = field(default_factory=list)
     tau: list[Tensor] = field(default_factory=list)
+    M: list[Tensor] = field(default_factory=list)
 
     def leaves(self) -> list[Tensor]:
-        return self.u + self.A + self.tau
+        return self.u + self.A + self.tau + self.M
 
     def tensors(self) -> tuple[dict[str, Tensor], ...]:
         if self.method == "steer":
             return tuple({"vector": n * u} for n, u in zip(self.units, self.u))
         out = []
-        for n, A, tau in zip(self.units, self.A, self.tau):
+        for n, A, tau, M in zip(self.units, self.A, self.tau, self.M):
             Q, _ = torch.linalg.qr(A)
-            out.append({"basis": Q.T, "target": n * tau})
+            out.append({"basis": Q.T, "map": M, "target": n * tau})
         return tuple(out)
 
 
@@ -543,7 +574,7 @@ def _spread(x: Tensor) -> Tensor:
 
 
 def _init_params(method: Method, acts: list[Tensor], d: int, rank: int, seed: int,
-                 init: "LearnedIntervention | None") -> _Params:
+                 init: "LearnedIntervention | None", directions: list[Tensor] | None = None) -> _Params:
     g = torch.Generator().manual_seed(seed)
     p = _Params(method, [])
     for i, x in enumerate(acts):
@@ -558,14 +589,19 @@ def _init_params(method: Method, acts: list[Tensor], d: int, rank: int, seed: in
             Q = A
         else:
             A = torch.randn(d, rank, generator=g)
+            if directions is not None and float(directions[i].norm()) > 0:
+                # the first basis vector starts on the readings' difference of means (the rest at random)
+                A[:, 0] = directions[i].float().cpu() / directions[i].norm() * math.sqrt(d)
             Q, _ = torch.linalg.qr(A)
         proj = x @ Q
         unit = _spread(proj)
         # the target starts where the fit at the previous budget left it, or at the mean of the activations
-        tau = (init.tensors[i]["target"].float() if init is not None else proj.mean(0)) / unit
+        tau = (init.tensors[i]["target"].float() if init is not None else torch.zeros(rank)) / unit
+        M = (init.tensors[i].get("map", torch.zeros(rank, rank)).float() if init is not None else torch.eye(rank))
         p.units.append(unit)
         p.A.append(A.requires_grad_(True))
         p.tau.append(tau.detach().clone().requires_grad_(True))
+        p.M.append(M.detach().clone().requires_grad_(True))
     return p
 
 
@@ -667,7 +703,8 @@ def fit_learned(model: "Model", suite: "Suite", method: Method, sites: Sequence[
                           f"name {list(training.heldout_stories)}")
     train_scope = prompts.scope(model)
     norms, acts = _site_stats(model, prompts, sites)
-    params = _init_params(method, acts, model.d_model, rank, training.seed, init)
+    directions = _reading_difference(model, prompts, sites) if method == "subspace" and init is None else None
+    params = _init_params(method, acts, model.d_model, rank, training.seed, init, directions)
     rng = np.random.default_rng(training.seed)
     # each step takes sentences of both readings in equal numbers (from a shuffled queue per reading)
     pools = [[i for i, p in enumerate(prompts.preferred_reading) if p == want] for want in (True, False)]
