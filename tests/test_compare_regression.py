@@ -11,7 +11,13 @@ import pytest
 
 from conftest import refused
 from mechinterp.cli import main
-from mechinterp.compare.fit_sets import context_windows, natural_stories_predictors, predictor_sets, sap_design
+from mechinterp.compare.fit_sets import (
+    context_windows,
+    fit_sap_sets,
+    natural_stories_predictors,
+    predictor_sets,
+    sap_design,
+)
 from mechinterp.compare.humans import load_natural_stories, load_sap_effects
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.compare.regression import add_spillover, cross_validate, item_folds
@@ -110,6 +116,25 @@ def test_predictor_sets_and_sap_design_pairs_versions(tiny_model):
     np.testing.assert_allclose(d["d_repr_cos_L1_lag0"], 0.25)
     np.testing.assert_allclose(d["d_repr_cos_L1_lag1"], 0.25)
     np.testing.assert_allclose(d["d_surprisal_bits_lag0"], m["effect_bits"], rtol=1e-9)
+
+
+def test_sap_sets_share_their_rows_and_leave_out_a_predictor_with_holes(tiny_model):
+    import mechinterp as mi
+
+    suite = first_items(load_suite("sap:ClassicGP"), 4, per_construction=True)
+    words = mi.suite_surprisal(tiny_model, suite, show_progress=False)
+    rng = np.random.default_rng(0)
+    words["entropy_change_bits"] = rng.normal(size=len(words))
+    words["reading_tv"] = rng.normal(size=len(words))
+    holes = (words["construction"] == "NP/S") & (words["word_index"] % 2 == 0)  # undefined on some ROI words
+    words["repr_cos_L1"] = rng.normal(size=len(words)).astype(float)
+    words.loc[holes, "repr_cos_L1"] = np.nan
+    summary, _, items = fit_sap_sets(words, suite, load_sap_effects(None, "ClassicGP", "item"), None,
+                                     ["surprisal", "entropy_change", "reading_tv", "repr_cos_L1"], 0, 3, n_boot=20)
+    assert list(summary["set"]) == ["baseline", "surprisal", "surprisal+entropy_change_bits",
+                                    "surprisal+reading_tv", "surprisal+all"]  # repr_cos_L1 left out, "all" without it
+    assert bool((summary["n"] == 36).all())  # 12 items x ROI 0-2 in every set: no row lost to the holes
+    assert items.groupby("set").size().nunique() == 1
 
 
 def test_fit_command(tiny_dirs, tmp_path, capsys):

@@ -61,6 +61,7 @@ BASELINE = ("length", "log_freq")
 ALIASES = {"surprisal": "surprisal_bits", "entropy": "entropy_bits", "entropy_change": "entropy_change_bits"}
 RT_RANGE = (100.0, 3000.0)
 ROIS = (0, 1, 2)
+ALL_SET = "surprisal+all"
 
 
 PREDICTOR_COLUMNS = ("surprisal_bits", "entropy_bits", "entropy_change_bits", "reading_p_preferred", "reading_tv",
@@ -118,7 +119,7 @@ def predictor_sets(predictors: Sequence[str]) -> dict[str, list[str]]:
     for c in others:
         sets[f"surprisal+{c}"] = [*BASELINE, "surprisal_bits", c]
     if len(others) > 1:
-        sets["surprisal+all"] = [*BASELINE, "surprisal_bits", *others]
+        sets[ALL_SET] = [*BASELINE, "surprisal_bits", *others]
     return sets
 
 
@@ -289,7 +290,10 @@ def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, c
 
     Sets with a predictor that is NaN on every word of the suite (e.g. ``reading_*`` where the suite's
     constructions have no continuation sets: SAP RelativeClause, AttachmentAmbiguity, Agreement) are left out,
-    as on Natural Stories."""
+    as on Natural Stories, and so are sets with a predictor undefined on some item x ROI row that has the
+    baseline and surprisal (e.g. ``repr_*`` where the two versions put different words before the
+    disambiguator, as RelativeClause's subject and object relatives do): every set is fitted on the same rows,
+    and ``surprisal+all`` holds every predictor that is defined there."""
     sets = predictor_sets(predictors)
     missing = [c for cs in sets.values() for c in cs if c not in BASELINE and c not in words.columns]
     if missing:
@@ -298,6 +302,13 @@ def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, c
     cols = list(dict.fromkeys(c for cs in sets.values() for c in cs if c not in BASELINE))
     d = sap_design(words, suite, human_items, cols, lags)
     dsets = {n: [f"d_{c}" for c in cs] for n, cs in lagged_sets(sets, lags).items()}
+    # every set is fitted on the same rows: those where the baseline and surprisal are defined; a set whose
+    # predictor is undefined on one of them (a distance at a word the versions do not share) is left out
+    base = d.dropna(subset=["human_ms", *dsets.get("surprisal", dsets["baseline"])])
+    dsets = {n: cs for n, cs in dsets.items() if bool(base[cs].notna().all().all())}
+    single = [n for n in dsets if n.startswith("surprisal+") and n != ALL_SET]
+    if ALL_SET not in dsets and len(single) > 1:  # "all" is every predictor that is defined there
+        dsets[ALL_SET] = list(dict.fromkeys(c for n in single for c in dsets[n]))
     cv = cross_validate(d, "human_ms", dsets, "item_key", n_folds, seed, fixed=[f"roi_{k}" for k in ROIS])
     summary = summarise(cv, f"sap:{suite.name}", n_boot, seed)
     keyed = d.dropna(subset=["human_ms", *[c for cs in dsets.values() for c in cs]]).reset_index(drop=True)
