@@ -27,14 +27,9 @@ from pathlib import Path
 
 import psutil
 import torch
+from timing import sync
 
 SPEC = "resid_pre|resid_mid|resid_post@*"
-
-
-def sync(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer read next counts it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _suite(name: str, times: int):

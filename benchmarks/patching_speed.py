@@ -27,18 +27,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from timing import sync
 
 from mechinterp.locate.patching import PatchConfig, pair_context, parse_sweep, patch_suite
 from mechinterp.models import load_model
 from mechinterp.stimuli import load_suite
 
 TL_ACT = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out", "head_out": "z"}
-
-
-def sync(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer read next counts it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def tl_baseline(model, suite, items, sites, config) -> pd.DataFrame:

@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import interleaved_pairs, sync
 
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.models import load_model
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
-
-def sync(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer read next counts it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -53,23 +47,13 @@ def main() -> None:
     surprisal()  # warm-up (tokenizer caches, first-call allocations)
     predictors()
     sync(args.device)
-    ratios, times = [], {"surprisal": [], "predictors": []}
-    for k in range(args.repeats):
-        pair = {}
-        order = (("surprisal", surprisal), ("predictors", predictors))
-        for name, fn in (order if k % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
-            fn()
-            sync(args.device)
-            pair[name] = time.perf_counter() - t0
-            times[name].append(pair[name])
-        ratios.append(pair["predictors"] / pair["surprisal"])
+    ratios, t_surprisal, t_run = interleaved_pairs(surprisal, predictors, args.repeats, args.device)
     n_cond = sum(len(it.conditions) for it in suite.items)
     print(f"model {args.model}; suite {suite.name}: {len(suite.items)} items, {n_cond} conditions; heads "
           f"{' '.join(args.heads)}; every layer; batch {args.batch_size}; {torch.get_num_threads()} threads; "
           f"device {args.device}")
-    print(f"surprisal run: median {statistics.median(times['surprisal']):.3f} s; all predictors: median "
-          f"{statistics.median(times['predictors']):.3f} s ({args.repeats} interleaved pairs)")
+    print(f"surprisal run: median {statistics.median(t_surprisal):.3f} s; all predictors: median "
+          f"{statistics.median(t_run):.3f} s ({args.repeats} interleaved pairs)")
     on = "" if args.device == "cpu" else f" device={args.device}"
     print(f"RESULT predictors_over_surprisal={statistics.median(ratios):.3f} target <=3.0{on}")
 

@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import interleaved_pairs, sync
 
 from mechinterp.models import load_model
 from mechinterp.readings import exact_readings
 from mechinterp.stimuli import load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
-
-
-def sync(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer read next counts it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -50,22 +44,12 @@ def main() -> None:
     surprisal()  # warm-up (tokenizer caches, first-call allocations)
     readings()
     sync(args.device)
-    ratios, times = [], {"surprisal": [], "readings": []}
-    for k in range(args.repeats):
-        pair = {}
-        order = (("surprisal", surprisal), ("readings", readings))
-        for name, fn in (order if k % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
-            fn()
-            sync(args.device)
-            pair[name] = time.perf_counter() - t0
-            times[name].append(pair[name])
-        ratios.append(pair["readings"] / pair["surprisal"])
+    ratios, t_surprisal, t_run = interleaved_pairs(surprisal, readings, args.repeats, args.device)
     n_cond = sum(len(it.conditions) for it in suite.items)
     print(f"model {args.model}; suite {suite.name}: {len(suite.items)} items, {n_cond} conditions; batch "
           f"{args.batch_size}; {torch.get_num_threads()} threads; device {args.device}")
-    print(f"surprisal run: median {statistics.median(times['surprisal']):.3f} s; exact readings: median "
-          f"{statistics.median(times['readings']):.3f} s ({args.repeats} interleaved pairs)")
+    print(f"surprisal run: median {statistics.median(t_surprisal):.3f} s; exact readings: median "
+          f"{statistics.median(t_run):.3f} s ({args.repeats} interleaved pairs)")
     on = "" if args.device == "cpu" else f" device={args.device}"
     print(f"RESULT readings_over_surprisal={statistics.median(ratios):.3f} target <=2.0{on}")
 

@@ -12,18 +12,13 @@ import argparse
 import time
 
 import torch
+from timing import sync
 
 from mechinterp.forward import batches, pad_batch
 from mechinterp.models import load_model
 from mechinterp.stimuli import builtin_suites, load_suite
 from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 from mechinterp.tokenization import tokenize_condition
-
-
-def sync(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timer read next counts it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
