@@ -12,11 +12,10 @@ synchronised before each timer is read).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
-from timing import interleaved_pairs, sync
+from timing import interleaved_pairs, suite_args, sync
 
 from mechinterp.compare.predictors import word_predictors
 from mechinterp.models import load_model
@@ -25,14 +24,8 @@ from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="gemma3-270m")
-    ap.add_argument("--suite", default="sap:ClassicGP")
-    ap.add_argument("--items", type=int, default=72, help="first N items of the suite (default 72: all of SAP ClassicGP)")
+    ap = suite_args("sap:ClassicGP", 72, 16, 3, "first N items of the suite (default 72: all of SAP ClassicGP)")
     ap.add_argument("--heads", nargs="*", default=["L11H0", "L8H1"])
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu", help="torch device to run on, e.g. cuda (default: cpu)")
     args = ap.parse_args()
     model = load_model(args.model, device=args.device)
     suite = load_suite(args.suite).head(args.items)

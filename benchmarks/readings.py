@@ -10,11 +10,10 @@ Target: <= 2.0 (``--device cuda`` runs both on CUDA, synchronised before each ti
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
-from timing import interleaved_pairs, sync
+from timing import interleaved_pairs, suite_args, sync
 
 from mechinterp.models import load_model
 from mechinterp.readings import exact_readings
@@ -23,14 +22,7 @@ from mechinterp.surprisal import SurprisalConfig, suite_surprisal
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="gemma3-270m")
-    ap.add_argument("--suite", default="npz")
-    ap.add_argument("--items", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cpu", help="torch device to run on, e.g. cuda (default: cpu)")
-    args = ap.parse_args()
+    args = suite_args("npz", 30, 8, 5).parse_args()
     model = load_model(args.model, device=args.device)
     suite = load_suite(args.suite).head(args.items)
     cfg = SurprisalConfig(batch_size=args.batch_size)

@@ -7,6 +7,7 @@ median of the per-pair ratios.
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Callable
 
@@ -39,3 +40,17 @@ def interleaved_pairs(baseline: Callable[[], object], run: Callable[[], object],
         run_s.append(pair["run"])
         ratios.append(pair["run"] / pair["baseline"])
     return ratios, base_s, run_s
+
+
+def suite_args(suite: str, items: int, batch_size: int, repeats: int, items_help: str = "first N items of the suite"
+               ) -> argparse.ArgumentParser:
+    """The options of a benchmark over a suite's first items: --model, --suite, --items, --batch-size, --repeats,
+    --device, with the given defaults."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="gemma3-270m")
+    ap.add_argument("--suite", default=suite)
+    ap.add_argument("--items", type=int, default=items, help=items_help)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--device", default="cpu", help="torch device to run on, e.g. cuda (default: cpu)")
+    return ap
