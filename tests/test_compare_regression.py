@@ -135,6 +135,14 @@ def test_sap_sets_share_their_rows_and_leave_out_a_predictor_with_holes(tiny_mod
                                     "surprisal+reading_tv", "surprisal+all"]  # repr_cos_L1 left out, "all" without it
     assert bool((summary["n"] == 36).all())  # 12 items x ROI 0-2 in every set: no row lost to the holes
     assert items.groupby("set").size().nunique() == 1
+    # item_r correlates the items' differences within construction x ROI; pooled_r every row as it is
+    it = items[items["set"] == "surprisal"]
+    cell = it["construction"] + "/" + it["roi"].astype(str)
+    dev = [v - v.groupby(cell).transform("mean") for v in (it["predicted_ms"], it["human_ms"])]
+    row = summary.set_index("set").loc["surprisal"]
+    assert row["item_r"] == pytest.approx(np.corrcoef(dev[0], dev[1])[0, 1])
+    assert row["pooled_r"] == pytest.approx(np.corrcoef(it["predicted_ms"], it["human_ms"])[0, 1])
+    assert row["item_r_low"] <= row["item_r"] <= row["item_r_high"]
 
 
 def test_fit_command(tiny_dirs, tmp_path, capsys):

@@ -126,6 +126,6 @@ def run(args: argparse.Namespace) -> int:
     common.write(pd.concat(folds, ignore_index=True), common.sibling(out, "folds"), prov)
     common.write(items, common.sibling(out, "items"), prov)
     show = [c for c in ("dataset", "set", "n", "loglik_per_word", "r2", "d_loglik_vs_baseline", "d_loglik_vs_surprisal",
-                        "item_r", "noise_ceiling") if c in table.columns]
+                        "item_r", "noise_ceiling", "pooled_r") if c in table.columns]
     print(table[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0

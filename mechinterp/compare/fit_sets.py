@@ -29,8 +29,10 @@ Data sets:
   the distance itself. A linear RT model applied to both versions predicts exactly ``difference @ coefficients`` (the
   intercept cancels), so the model is fitted on these rows, with one intercept per ROI (a garden-path cost the
   predictors do not explain), in folds by item: an item's two versions are one row, never split. Beside the
-  log-likelihood and R²: the Pearson r of held-out predicted and human effects (bootstrap over items) and the
-  noise ceiling (mean split-half reliability of the human effects over the constructions and ROIs present).
+  log-likelihood and R²: the Pearson r of held-out predicted and human effects within construction x ROI
+  (``item_r``: each cell's mean removed from both, bootstrap over items), which the noise ceiling (mean
+  split-half reliability of the human effects over the constructions and ROIs present) bounds, and the pooled
+  r over all rows (``pooled_r``: it also counts how the ROIs and constructions differ on average).
   Every SAP subset with published effects works: `mechinterp fit` reads a long-layout item file
   (RelativeClause, AttachmentAmbiguity, Agreement) as one ambiguous/unambiguous pair per item and coefficient
   (:func:`mechinterp.compare.humans.sap_contrast_suite`, the mapping and its evidence in
@@ -319,8 +321,15 @@ def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, c
     rs, items = [], []
     for name in summary["set"]:
         r = cv.rows[cv.rows["set"] == name].sort_values("row")
-        rho, lo, hi = correlation(r["predicted"].to_numpy(), r["y"].to_numpy(), r["group"].tolist(), n_boot, seed)
-        rs.append({"item_r": rho, "item_r_low": lo, "item_r_high": hi, "noise_ceiling": ceil})
+        pred, y, groups = r["predicted"].to_numpy(), r["y"].to_numpy(), r["group"].tolist()
+        cell = keyed["construction"].astype(str) + "/" + keyed["roi"].astype(str)
+        # within construction x ROI (each cell's mean removed from both): the items' differences, which is what
+        # the split-half noise ceiling bounds; the pooled r also counts the ROI and construction means
+        within = [v - pd.Series(v).groupby(cell.to_numpy()).transform("mean").to_numpy() for v in (pred, y)]
+        rho, lo, hi = correlation(within[0], within[1], groups, n_boot, seed)
+        pooled, plo, phi = correlation(pred, y, groups, n_boot, seed)
+        rs.append({"item_r": rho, "item_r_low": lo, "item_r_high": hi, "noise_ceiling": ceil,
+                   "pooled_r": pooled, "pooled_r_low": plo, "pooled_r_high": phi})
         items.append(keyed[["construction", "item", "roi"]].assign(set=name, fold=r["fold"].to_numpy(),
                                                                    predicted_ms=r["predicted"].to_numpy(),
                                                                    human_ms=r["y"].to_numpy()))
