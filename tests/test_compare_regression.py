@@ -143,6 +143,13 @@ def test_sap_sets_share_their_rows_and_leave_out_a_predictor_with_holes(tiny_mod
     assert row["item_r"] == pytest.approx(np.corrcoef(dev[0], dev[1])[0, 1])
     assert row["pooled_r"] == pytest.approx(np.corrcoef(it["predicted_ms"], it["human_ms"])[0, 1])
     assert row["item_r_low"] <= row["item_r"] <= row["item_r_high"]
+    # one hole in 36 rows keeps the set; every set then loses that row
+    one = words.assign(repr_cos_L1=1.0)
+    roi0 = one.index[(one["construction"] == "NP/S") & (one["region"] == suite.ambiguity.disambiguating_region)][0]
+    one.loc[roi0, "repr_cos_L1"] = np.nan
+    summary, _, _ = fit_sap_sets(one, suite, load_sap_effects(None, "ClassicGP", "item"), None,
+                                 ["surprisal", "entropy_change", "repr_cos_L1"], 0, 3, n_boot=20)
+    assert "surprisal+repr_cos_L1" in set(summary["set"]) and bool((summary["n"] == 35).all())
 
 
 def test_fit_command(tiny_dirs, tmp_path, capsys):

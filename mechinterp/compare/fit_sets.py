@@ -64,6 +64,7 @@ ALIASES = {"surprisal": "surprisal_bits", "entropy": "entropy_bits", "entropy_ch
 RT_RANGE = (100.0, 3000.0)
 ROIS = (0, 1, 2)
 ALL_SET = "surprisal+all"
+MIN_COVERAGE = 0.95  # a SAP predictor set must be defined on this share of the rows that have surprisal
 
 
 PREDICTOR_COLUMNS = ("surprisal_bits", "entropy_bits", "entropy_change_bits", "reading_p_preferred", "reading_tv",
@@ -292,10 +293,11 @@ def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, c
 
     Sets with a predictor that is NaN on every word of the suite (e.g. ``reading_*`` where the suite's
     constructions have no continuation sets: SAP RelativeClause, AttachmentAmbiguity, Agreement) are left out,
-    as on Natural Stories, and so are sets with a predictor undefined on some item x ROI row that has the
-    baseline and surprisal (e.g. ``repr_*`` where the two versions put different words before the
-    disambiguator, as RelativeClause's subject and object relatives do): every set is fitted on the same rows,
-    and ``surprisal+all`` holds every predictor that is defined there."""
+    as on Natural Stories, and so are sets with a predictor undefined on more than 5% (:data:`MIN_COVERAGE`)
+    of the item x ROI rows that have the baseline and surprisal (e.g. ``repr_*`` where the two versions put
+    different words before the disambiguator, as RelativeClause's subject and object relatives do). Every set
+    is fitted on the same rows (those where every set kept is defined), and ``surprisal+all`` holds every
+    predictor kept."""
     sets = predictor_sets(predictors)
     missing = [c for cs in sets.values() for c in cs if c not in BASELINE and c not in words.columns]
     if missing:
@@ -304,10 +306,10 @@ def fit_sap_sets(words: pd.DataFrame, suite: Suite, human_items: pd.DataFrame, c
     cols = list(dict.fromkeys(c for cs in sets.values() for c in cs if c not in BASELINE))
     d = sap_design(words, suite, human_items, cols, lags)
     dsets = {n: [f"d_{c}" for c in cs] for n, cs in lagged_sets(sets, lags).items()}
-    # every set is fitted on the same rows: those where the baseline and surprisal are defined; a set whose
-    # predictor is undefined on one of them (a distance at a word the versions do not share) is left out
+    # every set is fitted on the same rows; a set whose predictor is undefined on more than a few of the rows
+    # that have the baseline and surprisal (a distance at words the versions do not share) is left out
     base = d.dropna(subset=["human_ms", *dsets.get("surprisal", dsets["baseline"])])
-    dsets = {n: cs for n, cs in dsets.items() if bool(base[cs].notna().all().all())}
+    dsets = {n: cs for n, cs in dsets.items() if float(base[cs].notna().all(axis=1).mean()) >= MIN_COVERAGE}
     single = [n for n in dsets if n.startswith("surprisal+") and n != ALL_SET]
     if ALL_SET not in dsets and len(single) > 1:  # "all" is every predictor that is defined there
         dsets[ALL_SET] = list(dict.fromkeys(c for n in single for c in dsets[n]))
