@@ -18,7 +18,6 @@ TEXTS = ["The old man the boat every morning before the sun comes up over the hi
 def tiny_gemma3(tmp_path_factory):
     """A 2-layer random Gemma-3 (one sliding-window layer with a window of 8, grouped-query attention)."""
     from conftest import tiny_model_dir
-
     from mechinterp.models import load_model
 
     return load_model(str(tiny_model_dir(tmp_path_factory.mktemp("mem"), "gemma3")), cached=False)
