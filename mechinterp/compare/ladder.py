@@ -304,17 +304,20 @@ def memory_ladder(model: "Model", suite: "Suite", corpus: "NaturalStories", step
             "ns_d_loglik_high": float(s["d_loglik_vs_baseline_high"]), "ns_d_r2": float(s["d_r2_vs_baseline"]),
         })
     assert fit is not None  # step 0 is the original model
-    cmp = compare(pd.concat(words, ignore_index=True), suite, fit, human, human_items, ceiling, rois=rois,
-                  order_roi=1, n_boot=n_boot, seed=seed)
+    # one comparison per step, each with the same seed: identical steps get identical intervals
+    cmps = [compare(w, suite, fit, human, human_items, ceiling, rois=rois, order_roi=1, n_boot=n_boot, seed=seed)
+            for w in words]
+    order = pd.concat([c.order for c in cmps], ignore_index=True)
+    cons = pd.concat([c.constructions for c in cmps], ignore_index=True).drop(columns=["flag_perplexity"],
+                                                                                errors="ignore")
+    cor = pd.concat([c.correlations for c in cmps], ignore_index=True)
     base = pd.DataFrame(base_rows)
-    if len(cmp.order):
-        o = cmp.order[cmp.order["primary"]].set_index("intervention")
+    if len(order):
+        o = order[order["primary"]].set_index("intervention")
         base["order_matches"] = base["label"].map(o["matches"].to_dict())
         base["order_share"] = base["label"].map(o["bootstrap_share_matching"].to_dict())
     else:
         base["order_matches"], base["order_share"] = np.nan, np.nan
-    cons = cmp.constructions.drop(columns=["flag_perplexity"], errors="ignore")
-    cor = cmp.correlations
     if len(cor):
         per = cor[cor["construction"] != "all"][["intervention", "construction", "roi", "r", "r_low", "r_high",
                                                   "noise_ceiling"]]
