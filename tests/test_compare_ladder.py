@@ -25,7 +25,16 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def ladder(tiny_model, classic3, corpus):
+def tiny_llama(tiny_dirs):
+    """A tiny Llama of its own (other tests may run the shared one through the TransformerLens bridge)."""
+    from mechinterp.models import load_model
+
+    return load_model(str(tiny_dirs["llama"]), cached=False)
+
+
+@pytest.fixture(scope="module")
+def ladder(tiny_llama, classic3, corpus):
+    tiny_model = tiny_llama
     steps = [LadderStep("original"), LadderStep("truncate", 200), LadderStep("truncate", FULL),
              LadderStep("truncate", 2), LadderStep("recency", 0.0), LadderStep("recency", 2.0),
              LadderStep("keynoise", 3.0, 2, 0)]
@@ -77,7 +86,8 @@ def test_full_context_and_zero_bias_equal_the_original_model(ladder):
         assert np.abs(by[other]["ns_perplexity"] - by["original"]["ns_perplexity"]).max() > 1e-3, other
 
 
-def test_ladder_refuses_bad_settings(tiny_model, classic3, corpus):
+def test_ladder_refuses_bad_settings(tiny_llama, classic3, corpus):
+    tiny_model = tiny_llama
     for kw, what in (({"n_folds": 5}, "n_folds"), ({"ns_words": 0}, "ns_words")):
         with pytest.raises(ConfigError, match=what):
             memory_ladder(tiny_model, classic3, corpus, [LadderStep("truncate", 2)], **kw)

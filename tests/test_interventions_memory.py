@@ -23,7 +23,16 @@ def tiny_gemma3(tmp_path_factory):
     return load_model(str(tiny_model_dir(tmp_path_factory.mktemp("mem"), "gemma3")), cached=False)
 
 
-@pytest.fixture(params=["tiny_model", "tiny_gemma3"])
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_dirs):
+    """A 2-layer random Llama of its own (other tests may run the shared one through the TransformerLens bridge,
+    which takes over its attention modules)."""
+    from mechinterp.models import load_model
+
+    return load_model(str(tiny_dirs["llama"]), cached=False)
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gemma3"])
 def model(request):
     return request.getfixturevalue(request.param)
 
@@ -64,7 +73,8 @@ def test_key_noise_is_fixed_per_position_whatever_the_batch(model):
     assert np.abs(surprisal(model, KeyNoise(1.5, distance=3, seed=8)) - together).max() > 1e-3
 
 
-def test_edits_compose_and_are_removed_on_error(tiny_model):
+def test_edits_compose_and_are_removed_on_error(tiny_llama):
+    tiny_model = tiny_llama
     base = surprisal(tiny_model)
     with pytest.raises(RuntimeError):
         with memory_edits(tiny_model, [RecencyBias(0.3), KeyNoise(1.0, 2)]):
@@ -74,7 +84,8 @@ def test_edits_compose_and_are_removed_on_error(tiny_model):
     np.testing.assert_allclose(surprisal(tiny_model), base, atol=0, rtol=0)
 
 
-def test_bad_edits_are_refused(tiny_model):
+def test_bad_edits_are_refused(tiny_llama):
+    tiny_model = tiny_llama
     for bad in (lambda: RecencyBias(-1.0), lambda: RecencyBias(float("nan")), lambda: KeyNoise(-0.1),
                 lambda: KeyNoise(1.0, distance=-2), lambda: KeyNoise(1.0, seed=-1)):
         with pytest.raises(ConfigError):
@@ -92,8 +103,9 @@ def test_bad_edits_are_refused(tiny_model):
         tiny_model.hf.config._attn_implementation = old
 
 
-def test_recency_bias_matches_a_hand_computed_attention(tiny_model):
+def test_recency_bias_matches_a_hand_computed_attention(tiny_llama):
     """The first layer's attention pattern under the bias is softmax(scores - lam * distance)."""
+    tiny_model = tiny_llama
     from mechinterp.tokenization import tokenize_text
 
     tt = tokenize_text(tiny_model.tokenizer, tiny_model.bos_token_id, TEXTS[1])
@@ -108,3 +120,15 @@ def test_recency_bias_matches_a_hand_computed_attention(tiny_model):
     logits = torch.log(plain.clamp_min(1e-30)) - lam * d.clamp(min=0)
     logits = logits.masked_fill(d < 0, float("-inf"))
     torch.testing.assert_close(biased, torch.softmax(logits, -1), atol=1e-5, rtol=1e-4)
+
+
+def test_a_model_the_transformer_lens_bridge_took_over_is_refused(tiny_dirs):
+    """The bridge computes attention itself: an edit that would silently do nothing is an error instead."""
+    from mechinterp.interventions.truncation import truncated_sentence_surprisal
+    from mechinterp.models import load_model
+
+    model = load_model(str(tiny_dirs["llama"]), cached=False)
+    truncated_sentence_surprisal(model, TEXTS[:1], 3, SurprisalConfig(backend="transformer_lens"))
+    with pytest.raises(ConfigError, match="did not reach the attention"):
+        surprisal(model, RecencyBias(1.0))
+    surprisal(model)  # the model itself still runs

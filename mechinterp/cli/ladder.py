@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = common.natural_stories_arg(args.naturalstories)
     if corpus is None:
         raise ConfigError("the ladder needs Natural Stories: give --naturalstories DIR or 'shipped'")
-    model = common.get_model(args, [suite])
+    model = common.get_model(args, [suite], cached=False)  # a copy of its own: the ladder edits attention
     common.seed_everything(args.seed)
     table = memory_ladder(model, suite, corpus, steps, ns_words=args.ns_words,
                           config=SurprisalConfig(batch_size=args.batch_size), lags=args.spillover,

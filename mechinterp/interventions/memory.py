@@ -33,7 +33,9 @@ the model's ``config._attn_implementation`` at it, and marks every attention mod
 function adds the terms above to the mask and calls the model family's own eager attention
 (``eager_attention_forward`` of the module's modeling file), so with no edit it *is* the original computation.
 Everything is restored on exit, also when the forward pass raised. Only the plain Hugging Face backend is
-supported (models loaded by :func:`mechinterp.load_model` use eager attention).
+supported (models loaded by :func:`mechinterp.load_model` use eager attention); a forward pass during which
+no edited attention ran (a model whose modules the TransformerLens bridge has taken over computes attention
+itself) raises ConfigError rather than returning unedited numbers.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 ATTENTION_NAME = "mechinterp_memory"
 NOISE_CHUNK = 256  # positions per seeded block of key noise
 _ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[MemoryEdit, ...]]" = weakref.WeakKeyDictionary()
+_CALLS = [0]  # edited attention calls so far (the guard of memory_edits checks each forward pass made some)
 
 
 def distances(query: Tensor, key: Tensor, position_ids: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -201,6 +204,8 @@ def memory_attention(module: Any, query: Tensor, key: Tensor, value: Tensor, att
     active edits' terms added to the mask (module docstring)."""
     edits = _ACTIVE.get(module, ())  # identity edits run too: they add exact zeros
     if edits:
+        _CALLS[0] += 1
+    if edits:
         scaling = kwargs.get("scaling")
         scaling = float(scaling) if scaling is not None else float(module.head_dim) ** -0.5
         dist, key_pos = distances(query, key, kwargs.get("position_ids"))
@@ -256,12 +261,28 @@ def memory_edits(model: "Model", edits: Sequence[MemoryEdit]) -> Iterator[None]:
     AttentionInterface.register(ATTENTION_NAME, memory_attention)
     AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
     saved = {m: _ACTIVE.get(m) for m in mods}
+    start = [0]
+
+    def before_forward(_m: Any, _args: tuple, _kwargs: dict) -> None:
+        start[0] = _CALLS[0]
+
+    def after_forward(_m: Any, _args: tuple, _kwargs: dict, _out: Any) -> None:
+        if edits and _CALLS[0] == start[0]:
+            raise ConfigError(
+                f"the memory edits did not reach the attention of {model.name}: its attention modules are wrapped "
+                "(the transformer_lens backend takes over the modules of a model it has run); load the model afresh "
+                "(mechinterp.load_model(..., cached=False)) and run it on the hf backend")
+
+    pre = model.hf.register_forward_pre_hook(before_forward, with_kwargs=True)
+    post = model.hf.register_forward_hook(after_forward, with_kwargs=True)
     try:
         for m in mods:
             _ACTIVE[m] = (*(_ACTIVE.get(m) or ()), *edits)
         config._attn_implementation = ATTENTION_NAME
         yield
     finally:
+        pre.remove()
+        post.remove()
         config._attn_implementation = before
         for m, old in saved.items():
             if old is None:

@@ -18,6 +18,7 @@ matters for Gemma's 262k-token unembedding.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -27,6 +28,7 @@ import torch
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import logits, pad_batch
+from mechinterp.locate.hooks import forward_pre_hook
 from mechinterp.progress import progress
 from mechinterp.surprisal import (
     SurprisalConfig,
@@ -72,12 +74,23 @@ def _windows(tt: "TokenizedText", k: int) -> list[tuple[list[int], int]]:
     return out
 
 
+def _contiguous_input(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """A forward pre-hook: the unembedding's input made contiguous. ``logits_to_keep`` slices the last positions
+    of a batch, a strided view, and ``linear`` on a strided 3-d input falls back to a batched matmul against
+    the weight expanded per row (for Gemma's 262k-token unembedding, ten times slower on a CPU)."""
+    if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:]), kwargs
+    return None
+
+
 @torch.no_grad()
 def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor:
     if backend == "hf":
+        head = model.hf.get_output_embeddings()
         try:
-            return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
+            with forward_pre_hook(head, _contiguous_input) if head is not None else nullcontext():
+                return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
         except TypeError:  # an architecture without logits_to_keep
             pass
 
