@@ -41,6 +41,8 @@ _API: dict[str, tuple[str, str | None]] = {
     "reading_probabilities": ("mechinterp.readings.api", "reading_probabilities"),
     "compare_to_humans": ("mechinterp.compare.likeness", "compare"),
     "word_predictors": ("mechinterp.compare.predictors", "word_predictors"),
+    "memory_ladder": ("mechinterp.compare.ladder", "memory_ladder"),
+    "ladder_figure": ("mechinterp.compare.figures", "ladder_figure"),
     "Head": ("mechinterp.locate.attention", "Head"),
     "datasets": ("mechinterp.datasets", None),
 }
@@ -49,6 +51,8 @@ __all__ = sorted(_API)
 
 if TYPE_CHECKING:
     from mechinterp import datasets as datasets
+    from mechinterp.compare.figures import ladder_figure as ladder_figure
+    from mechinterp.compare.ladder import memory_ladder as memory_ladder
     from mechinterp.compare.likeness import compare as compare_to_humans  # noqa: F401
     from mechinterp.compare.predictors import word_predictors as word_predictors
     from mechinterp.effects import garden_path_effects as garden_path_effects

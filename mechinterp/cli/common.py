@@ -140,7 +140,7 @@ def out_path(args: argparse.Namespace) -> Path:
     return check_out_path(args.out)
 
 
-def get_model(args: argparse.Namespace, suites: Sequence[Suite]) -> Model:
+def get_model(args: argparse.Namespace, suites: Sequence[Suite], cached: bool = True) -> Model:
     """Load ``--model`` for a run over ``suites`` and refuse, before any forward pass, a suite with a sentence
     longer than the model's context length (:func:`mechinterp.tokenization.check_context`). Every command
     loads its model here, so every command makes that check, once; give ``[]`` for a command that runs the
@@ -149,8 +149,11 @@ def get_model(args: argparse.Namespace, suites: Sequence[Suite]) -> Model:
     Args:
         args: The parsed command line (``--model``).
         suites: Every suite the command will run the model over.
+        cached: Share the process's loaded copy (False: a copy of its own, for commands that edit the model's
+            attention, which a copy some other backend has taken over would not honour).
     """
-    model = load_model(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "float32"))
+    model = load_model(args.model, device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "float32"),
+                       cached=cached)
     check_context(model, suites)
     return model
 

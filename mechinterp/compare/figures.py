@@ -1,11 +1,12 @@
-"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.likeness.Comparison`."""
+"""The human-vs-model report: tables and plotly figures built from a :class:`~mechinterp.compare.likeness.Comparison`,
+and the memory-ladder figure and report (:func:`ladder_figure`, :func:`write_ladder_report`)."""
 
 from __future__ import annotations
 
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -196,4 +197,105 @@ def write_compare_report(cmp: Comparison, path: str | Path, title: str = "Collap
     blocks += [("Linking function (Natural Stories)", fit.coefficients()), ("", linking_figure(cmp))]
     if interventions:
         blocks.append(("Interventions", "<pre>" + html.escape(json.dumps(interventions, indent=2, default=str)) + "</pre>"))
+    return write_report(path, title, blocks, provenance)
+
+
+LADDER_SYMBOLS = {"original": "star", "truncate": "circle", "recency": "diamond", "keynoise": "square"}
+LADDER_NEEDS = ("label", "ns_perplexity", "ns_d_loglik")
+
+
+def ladder_figure(tables: pd.DataFrame | Sequence[pd.DataFrame], title: str | None = None) -> go.Figure:
+    """The memory-ladder figure: reading-time fit against perplexity at every step, one trace per model and
+    step kind (x = Natural Stories perplexity, log axis; y = ΔLogLik per word of surprisal over the
+    length + frequency baseline, with its 95% bootstrap interval; points labelled with the step). An inverse U
+    (fit rising, then falling, as perplexity grows) is what the ladder looks for.
+
+    Args:
+        tables: a ladder table of :func:`mechinterp.compare.ladder.memory_ladder`, or several (e.g. one per
+            model), or their concatenation; the rows of one step (one per construction and ROI) are drawn once.
+        title: the figure title.
+
+    Returns:
+        A plotly figure; a table without the ladder's measures (``label``, ``ns_perplexity``,
+        ``ns_d_loglik``) gives an empty figure that names what is missing.
+
+    Example:
+        >>> import mechinterp as mi
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"model": "m", "step": [0, 1], "kind": ["original", "truncate"],  # as memory_ladder
+        ...                       "param": [0.0, 3.0], "label": ["original", "truncate k=3"],
+        ...                       "ns_perplexity": [120.0, 400.0], "ns_d_loglik": [0.02, 0.03],
+        ...                       "ns_d_loglik_low": [0.01, 0.02], "ns_d_loglik_high": [0.03, 0.04]})
+        >>> fig = mi.ladder_figure([table, table.assign(model="other")])  # two models, one figure
+        >>> fig.write_html("ladder.html")
+    """
+    table = pd.concat(list(tables), ignore_index=True) if not isinstance(tables, pd.DataFrame) else tables
+    fig = go.Figure()
+    missing = [c for c in LADDER_NEEDS if c not in table.columns]
+    if missing:
+        fig.add_annotation(text=f"not a memory-ladder table: no column {', '.join(missing)}", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_layout(title=title or "Memory ladder")
+        return fig
+    t = table.assign(model=table["model"] if "model" in table.columns else "model")
+    t = t.drop_duplicates(["model", "label"]).copy()
+    if "kind" not in t.columns:
+        t["kind"] = t["label"].astype(str).str.split().str[0]
+    for c in ("ns_d_loglik_low", "ns_d_loglik_high"):
+        if c not in t.columns:
+            t[c] = t["ns_d_loglik"]
+    for model in dict.fromkeys(t["model"]):
+        for kind in dict.fromkeys(t.loc[t["model"] == model, "kind"]):
+            g = t[(t["model"] == model) & (t["kind"] == kind)]
+            if "param" in g.columns:
+                g = g.sort_values("param")
+            y = g["ns_d_loglik"].astype(float)
+            fig.add_trace(go.Scatter(
+                x=g["ns_perplexity"], y=y, name=f"{model}: {kind}", legendgroup=str(model),
+                mode="markers+text+lines" if len(g) > 1 and kind != "original" else "markers+text",
+                text=g["label"].astype(str).str.replace(f"{kind} ", "", regex=False), textposition="top center",
+                marker=dict(symbol=LADDER_SYMBOLS.get(str(kind), "circle"), size=10),
+                error_y=dict(type="data", symmetric=False, array=g["ns_d_loglik_high"].astype(float) - y,
+                             arrayminus=y - g["ns_d_loglik_low"].astype(float)),
+                hovertext=[f"{model}<br>{lab}" for lab in g["label"]]))
+    fig.update_xaxes(type="log", title="Natural Stories perplexity (log scale)")
+    fig.update_yaxes(title="ΔLogLik per word: surprisal over length + frequency")
+    fig.update_layout(title=title or "Memory ladder: reading-time fit against perplexity", height=600)
+    return fig
+
+
+def write_ladder_report(table: pd.DataFrame, path: str | Path, title: str = "Memory ladder",
+                        provenance: dict[str, Any] | None = None, roi: int = 0) -> Path:
+    """An HTML report of one or several models' ladders: the figure, the step table and the per-construction
+    table.
+
+    Args:
+        table: ladder table(s), concatenated (:func:`mechinterp.compare.ladder.memory_ladder`).
+        path: the .html file.
+        title: the report title.
+        provenance: recorded in the report.
+        roi: the ROI of the summary table.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_ladder_report(pd.concat([gemma_table, smollm_table]), "ladder.html")
+    """
+    steps = table.drop_duplicates(["model", "step"]) if {"model", "step"} <= set(table.columns) else table
+    keep = [c for c in ("model", "step", "label", "ns_words", "ns_perplexity", "ns_d_loglik", "ns_d_loglik_low",
+                        "ns_d_loglik_high", "ns_d_r2", "order_matches", "order_share") if c in steps.columns]
+    cols = [c for c in ("model", "label", "construction", "roi", "effect_bits", "effect_bits_low", "effect_bits_high",
+                        "predicted_ms", "human_ms", "ratio", "item_r", "noise_ceiling", "item_r_all") if c in table.columns]
+    blocks: list[tuple[str, Any]] = [
+        ("", "<p>Every step degrades the model's memory of the preceding words: context truncation to k tokens, "
+             "a recency bias −λ·(i−j) on every head's attention scores, or noise on the keys of distant tokens "
+             "(mechinterp.compare.ladder). x: word perplexity on Natural Stories; y: held-out ΔLogLik per word of "
+             "surprisal over length and frequency on Natural Stories reading times (95% bootstrap over stories). "
+             f"Garden-path effects at ROI {roi} and below at every ROI; predicted ms use the original model's "
+             "surprisal-to-RT link.</p>"),
+        ("", ladder_figure(table, title)),
+        ("Steps", steps[keep]),
+        ("Garden-path effects and human-likeness per step, construction and ROI", table[cols]),
+    ]
     return write_report(path, title, blocks, provenance)

@@ -9,13 +9,16 @@ is the full prefix and the result equals ordinary surprisal (tested). Entropy is
 the word's first token is drawn from, under the truncated context. Only leading-whitespace word
 probabilities are supported (the ``whitespace="leading"`` convention of :mod:`mechinterp.surprisal`).
 
-Windows are left-padded and batched, and with the plain HF backend only the logits of the last few
-positions are computed (``logits_to_keep``), which matters for Gemma's 262k-token unembedding.
+Windows are left-padded and batched, each distinct window is scored once (the two versions of an item share
+most of theirs), the window's last token is not fed (nothing it predicts is needed), and with the plain HF
+backend only the logits of the positions that predict the word are computed (``logits_to_keep``), which
+matters for Gemma's 262k-token unembedding.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -25,6 +28,7 @@ import torch
 
 from mechinterp.errors import ConfigError
 from mechinterp.forward import logits, pad_batch
+from mechinterp.locate.hooks import forward_pre_hook
 from mechinterp.progress import progress
 from mechinterp.surprisal import (
     SurprisalConfig,
@@ -70,12 +74,23 @@ def _windows(tt: "TokenizedText", k: int) -> list[tuple[list[int], int]]:
     return out
 
 
+def _contiguous_input(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """A forward pre-hook: the unembedding's input made contiguous. ``logits_to_keep`` slices the last positions
+    of a batch, a strided view, and ``linear`` on a strided 3-d input falls back to a batched matmul against
+    the weight expanded per row (for Gemma's 262k-token unembedding, ten times slower on a CPU)."""
+    if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:]), kwargs
+    return None
+
+
 @torch.no_grad()
 def _keep_logits(model: "Model", batch, keep: int, backend: str) -> torch.Tensor:
     if backend == "hf":
+        head = model.hf.get_output_embeddings()
         try:
-            return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
+            with forward_pre_hook(head, _contiguous_input) if head is not None else nullcontext():
+                return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep).logits
         except TypeError:  # an architecture without logits_to_keep
             pass
 
@@ -89,29 +104,31 @@ def truncated_word_scores(model: "Model", seqs: Sequence["TokenizedText"], k: in
     config = config or SurprisalConfig()
     if config.whitespace != "leading":
         raise ConfigError("context truncation supports whitespace='leading' word probabilities only")
-    jobs = []  # (seq index, word index, window ids, n word tokens)
+    where: dict[tuple[tuple[int, ...], int], list[tuple[int, int]]] = {}  # (window, n) -> (seq, word) scored by it
     for s, tt in enumerate(seqs):
         for w, (ids, n) in enumerate(_windows(tt, k)):
-            jobs.append((s, w, ids, n))
-    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2]))
+            where.setdefault((tuple(ids), n), []).append((s, w))
+    jobs = sorted(where, key=lambda job: len(job[0]))  # each distinct window once, shortest first
     surp = [np.full(len(tt.words), np.nan) for tt in seqs]
     ent = [np.full(len(tt.words), np.nan) for tt in seqs]
-    starts = list(range(0, len(order), batch_size))
+    starts = list(range(0, len(jobs), batch_size))
     for start in progress(starts, desc=f"truncated surprisal k={k}", disable=not show_progress):
-        rows = [jobs[j] for j in order[start : start + batch_size]]
-        batch = pad_batch([r[2] for r in rows], model.pad_token_id, "left", model.device)
-        keep = max(r[3] for r in rows) + 1
+        rows = jobs[start : start + batch_size]
+        # the window without its last token: its last n positions predict the word's n tokens
+        batch = pad_batch([list(ids[:-1]) for ids, _ in rows], model.pad_token_id, "left", model.device)
+        keep = max(n for _, n in rows)
         lg = _keep_logits(model, batch, keep, config.backend).float()
         lse = torch.logsumexp(lg, dim=-1)
-        T = batch.input_ids.shape[1]
-        for j, (s, w, _ids, n) in enumerate(rows):
-            pred = torch.arange(keep - n - 1, keep - 1)  # local indices of the positions predicting the word
-            tgt = batch.input_ids[j, T - n :]
-            lp = lg[j, pred].gather(-1, tgt[:, None].to(lg.device)).squeeze(-1) - lse[j, pred]
-            surp[s][w] = float(-lp.sum().double()) * LOG2E
-            first = keep - n - 1
+        for j, (ids, n) in enumerate(rows):
+            pred = torch.arange(keep - n, keep)  # local indices of the positions predicting the word
+            tgt = torch.tensor(ids[len(ids) - n :], device=lg.device)
+            lp = lg[j, pred].gather(-1, tgt[:, None]).squeeze(-1) - lse[j, pred]
+            first = keep - n
             p = torch.softmax(lg[j, first], dim=-1)
-            ent[s][w] = float((lse[j, first] - (p * lg[j, first]).sum()).double()) * LOG2E
+            bits = float(-lp.sum().double()) * LOG2E
+            h = float((lse[j, first] - (p * lg[j, first]).sum()).double()) * LOG2E
+            for s, w in where[(ids, n)]:
+                surp[s][w], ent[s][w] = bits, h
     return list(zip(surp, ent))
 
 
