@@ -317,3 +317,13 @@ def test_context_rows_share_a_row_between_nested_contexts():
     rows, where = context_rows({0: [(1,), (1, 2), (1, 2, 3), (4, 5)], 2: [(1, 2)]}, [3, 5, 7])
     assert rows == [(3, (1, 2)), (3, (4,)), (7, (1,))]
     assert where == {(0, (1, 2, 3)): 0, (0, (1, 2)): 0, (0, (4, 5)): 1, (2, (1, 2)): 2}
+
+
+def test_routing_on_a_model_wrapped_by_a_bridge_is_one_clear_error(tiny_dirs, npz2):
+    model = mi.load_model(str(tiny_dirs["llama"]))  # a copy of its own: the bridge wraps the modules in place
+    _ = model.tl
+    with pytest.raises(ConfigError, match="bridge"):
+        word_predictors(model, npz2.head(1), heads=["L1H0"], layers=(), readings=False)
+    # everything but routing still works on it
+    table = word_predictors(model, npz2.head(1), layers=(), readings=False)
+    assert bool(table["surprisal_bits"].notna().all())
