@@ -320,8 +320,10 @@ def test_context_rows_share_a_row_between_nested_contexts():
 
 
 def test_routing_on_a_model_wrapped_by_a_bridge_is_one_clear_error(tiny_dirs, npz2):
-    model = mi.load_model(str(tiny_dirs["llama"]))  # a copy of its own: the bridge wraps the modules in place
+    model = mi.load_model(str(tiny_dirs["llama"]), cached=False)  # its own copy: the bridge wraps modules in place
+    assert not model.wrapped
     _ = model.tl
+    assert model.wrapped
     with pytest.raises(ConfigError, match="bridge"):
         word_predictors(model, npz2.head(1), heads=["L1H0"], layers=(), readings=False)
     # everything but routing still works on it

@@ -25,8 +25,8 @@ with ui.guard("predictors"):
     layers = c1.multiselect("Layers (representational reanalysis)", list(range(m.n_layers)),
                             default=predictors.default_layers(m.n_layers), key="pred_layers")
     heads_text = c2.text_input("Heads (routing to the ambiguous words)", key="pred_heads", placeholder="L3H0, L5H1",
-                               help="heads as L<layer>H<head>, comma-separated; the suite must mark an ambiguous "
-                                    "region (the SAP items do not)")
+                               help="heads as L<layer>H<head>, comma-separated; attention to the ambiguous region, or "
+                                    "in a SAP item to the words both versions share before the disambiguator")
     readings = c3.toggle("Parse belief (slow)", value=True, key="pred_readings",
                          help="the exact reading estimator after every word prefix")
     chosen_probes: list[str] = []

@@ -202,8 +202,8 @@ def word_pass(model: "Model", seqs: Sequence[TokenizedText], sites: Sequence[Sit
                     continue
                 if not att[h]:
                     raise ConfigError(f"no attention weights of {h} were recorded: the model's attention modules "
-                                      "are wrapped (a TransformerLens bridge was built over this model); load the "
-                                      "model again to read routing")
+                                      "are wrapped (a TransformerLens bridge was built over this model); read routing "
+                                      "on a copy of its own: load_model(..., cached=False)")
                 w = att[h][-1][j]  # [query, key]
                 keys = torch.arange(span.start, span.stop, device=w.device) + off
                 routing[h] = w[torch.tensor(first, device=w.device)][:, keys].sum(-1).double().cpu().numpy()

@@ -97,6 +97,20 @@ def _load_model(name: str) -> Any:
                       dtype=os.environ.get(paths.ENV_DTYPE, "float32"))
 
 
+@st.cache_resource(show_spinner="Loading a copy of the model whose attention no other backend has taken over …",
+                   max_entries=1)
+def _own_model(name: str) -> Any:
+    return load_model(name, device=os.environ.get(paths.ENV_DEVICE, "auto"),
+                      dtype=os.environ.get(paths.ENV_DTYPE, "float32"), cached=False)
+
+
+def attention_model(name: str) -> Any:
+    """The model for work that reads attention weights: the shared copy, or one of its own once a
+    TransformerLens bridge (another page's backend) has taken over the shared copy's attention modules."""
+    shared = _load_model(name)
+    return _own_model(name) if shared.wrapped else shared
+
+
 def model(sel: Selection) -> Any:
     return _load_model(sel.model_name)
 
@@ -373,7 +387,7 @@ def probe_curve(sel: Selection, paths: list[str]) -> Any:
                max_entries=16)
 def _predictors(model_name: str, probes: tuple[tuple[str, str], ...], heads: tuple[str, ...], layers: tuple[int, ...],
                 readings: bool, skey: str, item_key: str, _suite: Any, _item: Any) -> Any:
-    return item_predictors(_load_model(model_name), _suite, _item, {label: load_probe(p) for label, p in probes},
+    return item_predictors(attention_model(model_name), _suite, _item, {label: load_probe(p) for label, p in probes},
                            heads, layers, readings)
 
 

@@ -144,6 +144,13 @@ class Model:
 
     # ---- backends -------------------------------------------------------------------------------
     @property
+    def wrapped(self) -> bool:
+        """Whether a TransformerLens bridge has been built over ``self.hf``: it takes over the attention modules,
+        so attention weights (routing) and attention edits (the memory ladder) then need a copy of the model of
+        their own (``load_model(..., cached=False)``)."""
+        return "tl" in self._views
+
+    @property
     def tl(self) -> Any:
         """A TransformerLens ``TransformerBridge`` over ``self.hf`` (hook names as in HookedTransformer)."""
         with self._lock:
