@@ -8,9 +8,10 @@ import pytest
 
 from mechinterp.compare.figures import ladder_figure, write_ladder_report
 from mechinterp.compare.humans import load_natural_stories
-from mechinterp.compare.ladder import FULL, LadderStep, ladder_steps, ladder_summary, memory_ladder, parse_values
+from mechinterp.compare.ladder import LadderStep, ladder_steps, ladder_summary, memory_ladder
 from mechinterp.errors import ConfigError
 from mechinterp.explore.demo import first_items
+from mechinterp.lists import FULL, number_list
 from mechinterp.stimuli import load_suite
 
 
@@ -42,8 +43,8 @@ def ladder(tiny_llama, classic3, corpus):
 
 
 def test_step_grammar():
-    assert parse_values("2, 3,full,2", "--truncate", allow_full=True) == [2.0, 3.0, FULL]
-    assert parse_values("", "--recency") == [] and parse_values(None, "--recency") == []
+    assert number_list("2, 3,full,2", "--truncate", allow_full=True) == [2.0, 3.0, FULL]
+    assert number_list("", "--recency") == [] and number_list(None, "--recency") == []
     steps = ladder_steps("2,full", "0,0.5", "1", distance=4, seed=3)
     assert [s.label for s in steps] == ["original", "truncate k=2", "truncate k=full", "recency lam=0",
                                         "recency lam=0.5", "keynoise sigma=1 d>4"]

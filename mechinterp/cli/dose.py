@@ -14,6 +14,7 @@ from mechinterp.errors import ConfigError
 from mechinterp.interventions.dose import DEFAULT_BUDGETS, dose_figure, dose_response, write_figure
 from mechinterp.interventions.learned import LearnedTraining
 from mechinterp.interventions.spec import LearnedSpec, parse_spec
+from mechinterp.lists import number_list
 from mechinterp.provenance import write_provenance
 from mechinterp.surprisal import SurprisalConfig
 
@@ -25,11 +26,11 @@ HUMAN_SUBSET = "ClassicGP"
 def budget_list(text: str) -> tuple[float, ...]:
     """argparse ``type=``: comma-separated positive numbers."""
     try:
-        out = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
-    if not out or any(not (b > 0) or b == float("inf") for b in out):
-        raise argparse.ArgumentTypeError(f"must be positive numbers (nats per token), got {text!r}")
+        out = tuple(number_list(text, "--budgets"))
+    except ConfigError:
+        out = ()
+    if not out or 0 in out:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive numbers (nats per token), got {text!r}")
     return out
 
 

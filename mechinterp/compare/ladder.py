@@ -13,7 +13,8 @@ Steps (:class:`LadderStep`; the unmodified model is always step 0)::
     keynoise sigma=S         keys more than D tokens back read as k_j + S * rms(k_j) * eps_j
                              (:mod:`mechinterp.interventions.memory`)
 
-Step lists are written with one grammar (:func:`ladder_steps`): a comma-separated list of values per kind,
+Step lists are written with one grammar (:func:`ladder_steps`, :func:`mechinterp.lists.number_list`): a
+comma-separated list of values per kind,
 e.g. truncation ``2,3,4,6,8,16,full``, recency ``0.05,0.2,1``, key noise ``0.5,1,2``.
 
 Measures per step (``memory_ladder`` returns one row per step x construction x ROI; the step's measures repeat
@@ -40,7 +41,6 @@ fall (an inverse U)?
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
@@ -55,6 +55,7 @@ from mechinterp.errors import ConfigError
 from mechinterp.interventions.collapse import ns_texts, perplexity
 from mechinterp.interventions.memory import KeyNoise, MemoryEdit, RecencyBias
 from mechinterp.interventions.truncation import truncated_sentence_surprisal, truncated_suite_surprisal
+from mechinterp.lists import FULL, number_list
 from mechinterp.surprisal import SurprisalConfig, sentence_surprisal, suite_surprisal
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 Kind = Literal["original", "truncate", "recency", "keynoise"]
 KINDS = ("original", "truncate", "recency", "keynoise")
-FULL = math.inf  # truncate k=full
 STEP_COLUMNS = ["model", "step", "kind", "param", "label", "ns_words", "ns_perplexity", "ns_d_loglik",
                 "ns_d_loglik_low", "ns_d_loglik_high", "ns_d_r2", "order_matches", "order_share"]
 
@@ -116,42 +116,6 @@ class LadderStep:
         return d
 
 
-def parse_values(text: str | None, what: str, allow_full: bool = False) -> list[float]:
-    """A comma-separated list of numbers >= 0 (and ``full`` where allowed), in the order given, without
-    duplicates.
-
-    Args:
-        text: e.g. ``"2,3,4,full"``; None or empty for none.
-        what: the option, for messages.
-        allow_full: whether ``full`` (:data:`FULL`) is accepted.
-
-    Returns:
-        The values.
-
-    Example:
-        >>> parse_values("2,3,full", "--truncate", allow_full=True)
-        [2.0, 3.0, inf]
-    """
-    out: list[float] = []
-    for part in (text or "").split(","):
-        p = part.strip().lower()
-        if not p:
-            continue
-        if p == "full" and allow_full:
-            v = FULL
-        else:
-            try:
-                v = float(p)
-            except ValueError:
-                v = float("nan")
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{what} {text!r}: {part.strip()!r} is not a number >= 0"
-                                  + (" or 'full'" if allow_full else "") + " (give a comma-separated list)")
-        if v not in out:
-            out.append(v)
-    return out
-
-
 def ladder_steps(truncate: str | None = None, recency: str | None = None, keynoise: str | None = None,
                  distance: int = 8, seed: int = 0) -> list[LadderStep]:
     """The steps of a ladder: the original model, then every truncation, recency and key-noise value.
@@ -170,14 +134,14 @@ def ladder_steps(truncate: str | None = None, recency: str | None = None, keynoi
         >>> [s.label for s in ladder_steps("2,full", "0.1", None)]
         ['original', 'truncate k=2', 'truncate k=full', 'recency lam=0.1']
     """
-    ks = parse_values(truncate, "--truncate", allow_full=True)
+    ks = number_list(truncate, "--truncate", allow_full=True)
     for k in ks:
         if k != FULL and k != int(k):
             raise ConfigError(f"--truncate {truncate!r}: {k:g} is not a whole number of tokens")
     steps = [LadderStep("original")]
     steps += [LadderStep("truncate", k) for k in ks]
-    steps += [LadderStep("recency", v) for v in parse_values(recency, "--recency")]
-    steps += [LadderStep("keynoise", v, distance, seed) for v in parse_values(keynoise, "--keynoise")]
+    steps += [LadderStep("recency", v) for v in number_list(recency, "--recency")]
+    steps += [LadderStep("keynoise", v, distance, seed) for v in number_list(keynoise, "--keynoise")]
     return steps
 
 
