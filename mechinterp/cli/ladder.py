@@ -11,7 +11,7 @@ import pandas as pd
 
 from mechinterp.cli import common
 from mechinterp.compare.figures import write_ladder_report
-from mechinterp.compare.humans import human_subset, load_sap_effects, noise_ceiling, published_effects
+from mechinterp.compare.humans import human_subset
 from mechinterp.compare.ladder import ladder_steps, ladder_summary, memory_ladder
 from mechinterp.errors import ConfigError
 from mechinterp.surprisal import SurprisalConfig
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if not 2 <= args.folds <= 10:
         raise ConfigError(f"--folds must be between 2 and 10 (the Natural Stories stories), got {args.folds}")
     suite = common.get_suite(args.suite)
-    subset = human_subset(suite)  # before any forward pass
-    human, human_items, ceiling = published_effects(subset), load_sap_effects(None, subset, "item"), noise_ceiling()
+    subset = human_subset(suite)  # checked before any forward pass; memory_ladder reads that subset's effects
     corpus = common.natural_stories_arg(args.naturalstories)
     if corpus is None:
         raise ConfigError("the ladder needs Natural Stories: give --naturalstories DIR or 'shipped'")
@@ -86,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     common.seed_everything(args.seed)
     table = memory_ladder(model, suite, corpus, steps, ns_words=args.ns_words,
                           config=SurprisalConfig(batch_size=args.batch_size), lags=args.spillover,
-                          n_folds=args.folds, n_boot=args.n_boot, seed=args.seed, human=human,
-                          human_items=human_items, ceiling=ceiling, log=print)
+                          n_folds=args.folds, n_boot=args.n_boot, seed=args.seed, log=print)
     prov = common.provenance(COMMAND, args, model, [suite], steps=[s.describe() for s in steps], human_subset=subset,
                              naturalstories=corpus.source,
                              human_source="SAP Benchmark, Huang et al. (2024), JML; Natural Stories (Futrell et al. 2021)")
