@@ -53,6 +53,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from mechinterp.errors import ConfigError
+from mechinterp.locate.hooks import forward_hook, forward_pre_hook
 
 if TYPE_CHECKING:
     from mechinterp.models import Model
@@ -205,7 +206,6 @@ def memory_attention(module: Any, query: Tensor, key: Tensor, value: Tensor, att
     edits = _ACTIVE.get(module, ())  # identity edits run too: they add exact zeros
     if edits:
         _CALLS[0] += 1
-    if edits:
         scaling = kwargs.get("scaling")
         scaling = float(scaling) if scaling is not None else float(module.head_dim) ** -0.5
         dist, key_pos = distances(query, key, kwargs.get("position_ids"))
@@ -266,23 +266,20 @@ def memory_edits(model: "Model", edits: Sequence[MemoryEdit]) -> Iterator[None]:
     def before_forward(_m: Any, _args: tuple, _kwargs: dict) -> None:
         start[0] = _CALLS[0]
 
-    def after_forward(_m: Any, _args: tuple, _kwargs: dict, _out: Any) -> None:
+    def after_forward(_m: Any, _args: tuple, _out: Any) -> None:
         if edits and _CALLS[0] == start[0]:
             raise ConfigError(
                 f"the memory edits did not reach the attention of {model.name}: its attention modules are wrapped "
                 "(the transformer_lens backend takes over the modules of a model it has run); load the model afresh "
                 "(mechinterp.load_model(..., cached=False)) and run it on the hf backend")
 
-    pre = model.hf.register_forward_pre_hook(before_forward, with_kwargs=True)
-    post = model.hf.register_forward_hook(after_forward, with_kwargs=True)
     try:
-        for m in mods:
-            _ACTIVE[m] = (*(_ACTIVE.get(m) or ()), *edits)
-        config._attn_implementation = ATTENTION_NAME
-        yield
+        with forward_pre_hook(model.hf, before_forward), forward_hook(model.hf, after_forward):
+            for m in mods:
+                _ACTIVE[m] = (*(_ACTIVE.get(m) or ()), *edits)
+            config._attn_implementation = ATTENTION_NAME
+            yield
     finally:
-        pre.remove()
-        post.remove()
         config._attn_implementation = before
         for m, old in saved.items():
             if old is None:
